@@ -1,0 +1,75 @@
+import type { Line } from './framing.js';
+
+/**
+ * The values that flow between the stages. Every chunk carries many events:
+ * `parse` and `keyBy` emit arrays, and from `window` on each piece belongs to
+ * one batch (one future S3 object).
+ */
+
+/** What `parse` emits (an array of them per chunk) and what records mode accepts. */
+export interface SinkRecord {
+  /** Overrides the sink's default bucket. */
+  bucket?: string;
+  /** Overrides the sink's default prefix (never a template). */
+  prefix?: string;
+  /** Strings and Buffers are written as they are; everything else as JSON. */
+  payload: unknown;
+}
+
+/** Where an object goes: a bucket and a normalised prefix (no leading, trailing or double `/`). */
+export interface Destination {
+  readonly bucket: string;
+  readonly prefix: string;
+  /** `bucket` and `prefix` as one map key. */
+  readonly id: string;
+}
+
+export function destination(bucket: string, prefix: string): Destination {
+  return { bucket, prefix, id: `${bucket}\u0000${prefix}` };
+}
+
+/** What `keyBy` emits: the lines of one destination, in the order they came. */
+export interface Routed {
+  destination: Destination;
+  lines: Line[];
+  /** Sum of `lineBytes(line)` over `lines`. */
+  bytes: number;
+}
+
+/** One future object: opened by `window` at its first event, closed at its window's end, a size limit or the stream's end. */
+export interface Batch {
+  /** Order of opening, for logs. */
+  readonly seq: number;
+  readonly destination: Destination;
+  readonly bucket: string;
+  readonly key: string;
+  /** When the first event arrived (ms since epoch): the time in the key. */
+  readonly openedAt: number;
+  /** When its window ends (ms since epoch). */
+  readonly windowEnd: number;
+  /** Events and line bytes in it so far (updated by `window` until it closes). */
+  events: number;
+  bytes: number;
+  /**
+   * Set by `window` once the batch is large enough to be compressed as it
+   * arrives (a compressor of its own); smaller batches are compressed in one
+   * go when they close.
+   */
+  streaming: boolean;
+}
+
+/** A batch is complete: nothing more will come for it. */
+export interface End {
+  batch: Batch;
+  end: true;
+}
+
+/** What `window` emits (arrays of them): lines for a batch, or its end. */
+export type LinesPiece = { batch: Batch; lines: Line[]; bytes: number } | End;
+
+/** What `join` emits (arrays of them) and `gzip` emits (one at a time): bytes for a batch, or its end. */
+export type BytesPiece = { batch: Batch; data: Buffer } | End;
+
+export function isEnd(piece: LinesPiece | BytesPiece): piece is End {
+  return 'end' in piece;
+}

@@ -1,0 +1,64 @@
+/**
+ * Every error the sink raises is an `S3SinkError` with a stable `code`;
+ * match on `code`, never on the message.
+ */
+export class S3SinkError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** An option failed validation. Names the option, the value and what was expected. */
+export class OptionError extends S3SinkError {
+  readonly option: string;
+
+  constructor(option: string, value: unknown, expected: string) {
+    super('ERR_S3SINK_OPTION', `option ${option}: got ${describe(value)}, expected ${expected}`);
+    this.option = option;
+  }
+}
+
+/** An object could not be written to S3. `cause` is the S3 client's error. */
+export class UploadError extends S3SinkError {
+  readonly bucket: string;
+  readonly key: string;
+  /** The S3 error code (`NoSuchBucket`, `SlowDown`, ...), or the error's name when S3 gave none. */
+  readonly s3Code: string;
+
+  constructor(bucket: string, key: string, cause: unknown) {
+    const s3Code = s3ErrorCode(cause);
+    super('ERR_S3SINK_UPLOAD', `upload of s3://${bucket}/${key} failed: ${s3Code}: ${messageOf(cause)}`, { cause });
+    this.bucket = bucket;
+    this.key = key;
+    this.s3Code = s3Code;
+  }
+}
+
+/** The S3 error code of an SDK error (`Code` or `name`), or `Error`. */
+export function s3ErrorCode(err: unknown): string {
+  if (err && typeof err === 'object') {
+    const e = err as { Code?: unknown; code?: unknown; name?: unknown };
+    if (typeof e.Code === 'string' && e.Code) return e.Code;
+    if (typeof e.name === 'string' && e.name && e.name !== 'Error') return e.name;
+    if (typeof e.code === 'string' && e.code) return e.code;
+  }
+  return 'Error';
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A short, printable rendering of a bad value for error messages. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  return `an object`;
+}

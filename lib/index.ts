@@ -1,0 +1,17 @@
+export { s3Sink, composeSink, S3Sink } from './sink.js';
+export { sinkContext, SinkContext, type Receipt, type Rejection, type SinkStats } from './context.js';
+export { DEFAULTS, type SinkOptions, type ResolvedOptions } from './options.js';
+export { parse, LineParser, RecordParser } from './stages/parse.js';
+export { keyBy, KeyBy } from './stages/keyBy.js';
+export { window, Window, windowOf, STREAM_AFTER_BYTES } from './stages/window.js';
+export { join, Join } from './stages/join.js';
+export { gzip, Gzip } from './stages/gzip.js';
+export { upload, Uploader } from './stages/upload.js';
+export type { SinkRecord, Destination, Routed, Batch, End, LinesPiece, BytesPiece } from './batch.js';
+export { encodeLine, joinLines, lineBytes, type Line } from './framing.js';
+export { formatKey, parseKey, normalizePrefix } from './key.js';
+export { LineSplitter } from './lines.js';
+export { compileTemplate, type PrefixTemplate } from './template.js';
+export { systemClock, type Clock } from './clock.js';
+export { S3SinkError, OptionError, UploadError } from './errors.js';
+export { PayloadError } from './framing.js';

@@ -1,0 +1,274 @@
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { systemClock, type Clock } from './clock.js';
+import { OptionError } from './errors.js';
+import { MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
+import { compileTemplate, type PrefixTemplate } from './template.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+/** S3's limits on multipart uploads. */
+export const S3_MIN_PART_SIZE = 5 * MiB;
+export const S3_MAX_PART_SIZE = 5 * GiB;
+export const S3_MAX_PARTS = 10_000;
+
+/**
+ * Options of `s3Sink()` and `sinkContext()`. All are validated once, up front;
+ * a bad one throws `OptionError` naming it, the value and what was expected.
+ */
+export interface SinkOptions {
+  /**
+   * Bucket for events that do not name their own. Required in lines mode.
+   * Default: none. Memory: none.
+   */
+  bucket?: string;
+  /**
+   * Prefix for events that do not name their own; `logs/` and `logs` are the
+   * same, `''` is the bucket root. May hold `{field}` or `{a.b}` placeholders,
+   * filled from each event's JSON (one stream fans out to several prefixes).
+   * Default: `''`. Memory: none.
+   */
+  prefix?: string;
+  /**
+   * Where events whose templated prefix cannot be filled go, in the same bucket
+   * (not JSON, field missing, empty, or with `..` or control characters).
+   * Default: `'_unrouted/'` (Athena skips `_` folders). Memory: none.
+   */
+  deadLetterPrefix?: string;
+  /**
+   * Configuration of the S3 client the sink creates (endpoint, region,
+   * credentials, forcePathStyle, requestChecksumCalculation, ...); the sink
+   * destroys that client when it finishes. Not with `client`.
+   * Default: `{}` (the SDK's default chain for region and credentials).
+   * Memory: one HTTP agent, at most `maxUploads × queueSize` sockets.
+   */
+  s3?: S3ClientConfig;
+  /** An S3 client you own; the sink never destroys it. Not with `s3`. Default: none. */
+  client?: S3Client;
+  /**
+   * `'records'`: object mode, each chunk `{ bucket?, prefix?, payload }`.
+   * `'lines'`: bytes, each line one event (`\n` or `\r\n`; empty lines skipped).
+   * Default: `'records'`. Memory: none.
+   */
+  input?: 'records' | 'lines';
+  /**
+   * Length of a batch window in ms; windows are aligned to multiples of it
+   * since the epoch (UTC), and each destination writes at most one object per
+   * window (more only when `maxObjectBytes` or the memory budget says so).
+   * Default: `60_000`. Memory: events are held (compressed) until their window closes
+   * or their part is full, within `maxBufferedBytes`.
+   */
+  windowMs?: number;
+  /**
+   * Size of a multipart part in bytes (S3: at least 5 MiB). A batch of fewer
+   * compressed bytes is written with one PutObject.
+   * Default: 8 MiB. Memory: each streaming upload holds up to `(queueSize + 1) × partSize`,
+   * always within `maxBufferedBytes`.
+   */
+  partSize?: number;
+  /**
+   * Parts of one object in flight at once.
+   * Default: 4. Memory: see `partSize`.
+   */
+  queueSize?: number;
+  /**
+   * Objects being uploaded at once (across destinations); more wait their turn,
+   * their bytes counted in `maxBufferedBytes`.
+   * Default: 16. Memory: up to `maxUploads × queueSize` requests and sockets.
+   */
+  maxUploads?: number;
+  /**
+   * The memory budget: line bytes not yet compressed, compressed bytes not yet
+   * in S3, and 384 KiB per running compressor. When full, writes wait
+   * (backpressure); when full of batches that cannot make a part yet, the
+   * largest is closed early (one more object in that window).
+   * Default: 64 MiB. Memory: this, plus a few stream buffers of 64 KiB.
+   */
+  maxBufferedBytes?: number;
+  /**
+   * A batch closes (and the next events start a new object) before its lines
+   * pass this many bytes, uncompressed (as Vector's `batch.max_bytes`). The
+   * compressed object is never larger than this plus gzip's framing.
+   * Default: 1 GiB. Memory: none (objects stream out in parts).
+   */
+  maxObjectBytes?: number;
+  /**
+   * Longest event: a longer line (lines mode) or encoded payload is reported
+   * with a `'rejected'` event and skipped; the events around it go on.
+   * Default: 1 MiB (less when `maxBufferedBytes / 4` or `maxObjectBytes` is smaller).
+   * Memory: one partial line of up to this size.
+   */
+  maxLineBytes?: number;
+  /** gzip level, 0 (store) to 9 (smallest). Default: 6. Memory: none (same state at every level). */
+  gzipLevel?: number;
+  /** Time source for windows, key timestamps and the window timer (tests inject one). Default: the system clock. */
+  clock?: Clock;
+}
+
+/** Options after validation: every default filled in, frozen. */
+export interface ResolvedOptions {
+  readonly bucket: string | undefined;
+  /** Normalised static prefix (`''` when `prefixTemplate` is set). */
+  readonly prefix: string;
+  readonly prefixTemplate: PrefixTemplate | null;
+  readonly deadLetterPrefix: string;
+  readonly s3: S3ClientConfig | undefined;
+  readonly client: S3Client | undefined;
+  readonly input: 'records' | 'lines';
+  readonly windowMs: number;
+  readonly partSize: number;
+  readonly queueSize: number;
+  readonly maxUploads: number;
+  readonly maxBufferedBytes: number;
+  readonly maxObjectBytes: number;
+  readonly maxLineBytes: number;
+  readonly gzipLevel: number;
+  readonly clock: Clock;
+}
+
+export const DEFAULTS = Object.freeze({
+  prefix: '',
+  deadLetterPrefix: '_unrouted/',
+  input: 'records' as const,
+  windowMs: 60_000,
+  partSize: 8 * MiB,
+  queueSize: 4,
+  maxUploads: 16,
+  maxBufferedBytes: 64 * MiB,
+  maxObjectBytes: 1 * GiB,
+  maxLineBytes: 1 * MiB,
+  gzipLevel: 6,
+});
+
+const KNOWN = new Set<string>([
+  'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'input', 'windowMs', 'partSize', 'queueSize',
+  'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'clock',
+]);
+
+/** Most bytes gzip can make of `n` input bytes (zlib's deflateBound for a gzip wrapper, rounded up). */
+export function gzipBound(n: number): number {
+  return n + Math.ceil(n / 4096) + Math.ceil(n / 16384) + 64;
+}
+
+/** The largest `maxObjectBytes` whose gzip always fits in S3's 10 000 parts of `partSize`. */
+export function largestObjectFor(partSize: number): number {
+  let n = Math.floor(((S3_MAX_PARTS * partSize - 66) * 16384) / (16384 + 4 + 1));
+  while (gzipBound(n) > S3_MAX_PARTS * partSize) n -= 1;
+  return n;
+}
+
+export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
+  if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.has(name)) {
+      const near = [...KNOWN].find((k) => k.toLowerCase() === name.toLowerCase());
+      throw new OptionError(name, (options as Record<string, unknown>)[name], near ? `no such option (did you mean ${near}?)` : `no such option; known: ${[...KNOWN].join(', ')}`);
+    }
+  }
+  const o = options;
+  const input = o.input ?? DEFAULTS.input;
+  if (input !== 'records' && input !== 'lines') throw new OptionError('input', input, `'records' or 'lines'`);
+
+  if (o.bucket !== undefined) {
+    const problem = bucketNameProblem(o.bucket);
+    if (problem) throw new OptionError('bucket', o.bucket, `an S3 bucket name (${problem})`);
+  } else if (input === 'lines') {
+    throw new OptionError('bucket', undefined, 'a bucket name: lines mode has no per-event bucket');
+  }
+
+  const rawPrefix = o.prefix ?? DEFAULTS.prefix;
+  let prefixTemplate: PrefixTemplate | null = null;
+  if (typeof rawPrefix !== 'string') throw new OptionError('prefix', rawPrefix, 'a string');
+  try {
+    prefixTemplate = compileTemplate(rawPrefix);
+  } catch (err) {
+    throw new OptionError('prefix', rawPrefix, `a prefix or template: ${(err as Error).message}`);
+  }
+  const prefix = prefixTemplate ? '' : checkPrefix('prefix', rawPrefix);
+  const deadLetterPrefix = checkPrefix('deadLetterPrefix', o.deadLetterPrefix ?? DEFAULTS.deadLetterPrefix);
+
+  if (o.s3 !== undefined && o.client !== undefined) {
+    throw new OptionError('client', 'an S3Client', 'either client or s3, not both');
+  }
+  if (o.s3 !== undefined && (o.s3 === null || typeof o.s3 !== 'object')) throw new OptionError('s3', o.s3, 'an S3ClientConfig object');
+  if (o.client !== undefined && (o.client === null || typeof (o.client as { send?: unknown }).send !== 'function')) {
+    throw new OptionError('client', o.client, 'an S3Client (an object with send())');
+  }
+
+  const windowMs = int('windowMs', o.windowMs, DEFAULTS.windowMs, 1, 24 * 3600 * 1000);
+  const partSize = int('partSize', o.partSize, DEFAULTS.partSize, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE);
+  const queueSize = int('queueSize', o.queueSize, DEFAULTS.queueSize, 1, 64);
+  const maxUploads = int('maxUploads', o.maxUploads, DEFAULTS.maxUploads, 1, 1024);
+  const maxBufferedBytes = int('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes, 1 * MiB, 64 * GiB);
+  const maxObjectBytes = int('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 1, 5 * 1024 * GiB);
+  // Unset, it shrinks to fit a small budget or object size rather than refuse them.
+  const lineDefault = Math.max(1, Math.min(DEFAULTS.maxLineBytes, Math.floor(maxBufferedBytes / 4), maxObjectBytes - 1));
+  const maxLineBytes = int('maxLineBytes', o.maxLineBytes, lineDefault, 1, 256 * MiB);
+  const gzipLevel = int('gzipLevel', o.gzipLevel, DEFAULTS.gzipLevel, 0, 9);
+
+  if (maxLineBytes + 1 > maxObjectBytes) {
+    throw new OptionError('maxLineBytes', maxLineBytes, `less than maxObjectBytes (${maxObjectBytes}): a line must fit in an object`);
+  }
+  if (maxLineBytes + 1 > maxBufferedBytes) {
+    throw new OptionError('maxLineBytes', maxLineBytes, `less than maxBufferedBytes (${maxBufferedBytes}): a line must fit in the memory budget`);
+  }
+  // Rolling over at maxObjectBytes is what keeps an object under S3's 10 000 parts.
+  if (maxObjectBytes > largestObjectFor(partSize)) {
+    throw new OptionError('maxObjectBytes', maxObjectBytes, `at most ${largestObjectFor(partSize)} with partSize ${partSize} (S3 allows ${S3_MAX_PARTS} parts per object)`);
+  }
+
+  const clock = o.clock ?? systemClock;
+  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new OptionError('clock', clock, 'an object with now(), setTimeout() and clearTimeout()');
+  }
+
+  return Object.freeze({
+    bucket: o.bucket,
+    prefix,
+    prefixTemplate,
+    deadLetterPrefix,
+    s3: o.s3,
+    client: o.client,
+    input,
+    windowMs,
+    partSize,
+    queueSize,
+    maxUploads,
+    maxBufferedBytes,
+    maxObjectBytes,
+    maxLineBytes,
+    gzipLevel,
+    clock,
+  });
+}
+
+function int(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new OptionError(name, value, `an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** A usable prefix, normalised; throws `OptionError` naming `name`. */
+function checkPrefix(name: string, value: unknown): string {
+  if (typeof value !== 'string') throw new OptionError(name, value, 'a string');
+  if (CONTROL.test(value)) throw new OptionError(name, value, 'a prefix without control characters');
+  const prefix = normalizePrefix(value);
+  if (Buffer.byteLength(prefix) > MAX_PREFIX_BYTES) throw new OptionError(name, value, `a prefix of at most ${MAX_PREFIX_BYTES} bytes`);
+  return prefix;
+}
+
+/** Why `name` is not a valid S3 bucket name, or `null` when it is. */
+export function bucketNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string') return 'not a string';
+  if (name.length < 3 || name.length > 63) return '3 to 63 characters';
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name)) return 'lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
+  if (name.includes('..')) return 'no two adjacent dots';
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(name)) return 'not an IP address';
+  return null;
+}

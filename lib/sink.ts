@@ -1,0 +1,109 @@
+import { finished, pipeline, Writable, type Duplex } from 'node:stream';
+import { sinkContext, type Receipt, type Rejection, type SinkContext, type SinkStats } from './context.js';
+import type { SinkOptions } from './options.js';
+import { gzip } from './stages/gzip.js';
+import { join } from './stages/join.js';
+import { keyBy } from './stages/keyBy.js';
+import { parse } from './stages/parse.js';
+import { upload } from './stages/upload.js';
+import { window } from './stages/window.js';
+
+/**
+ * The sink: the stages composed into one Writable.
+ *
+ * `'finish'` (and so `pipeline(source, sink)` and `close()`) comes only when
+ * every accepted event is in a completed S3 object. `destroy(err)` stops every
+ * stage, aborts the uploads under way and frees the client's sockets.
+ */
+export interface S3Sink {
+  on(event: 'object', listener: (receipt: Receipt) => void): this;
+  on(event: 'rejected', listener: (rejection: Rejection) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'object', listener: (receipt: Receipt) => void): this;
+  once(event: 'rejected', listener: (rejection: Rejection) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+export class S3Sink extends Writable {
+  readonly context: SinkContext;
+  readonly #stages: readonly (Duplex | Writable)[];
+  readonly #head: Writable;
+  readonly #tail: Writable;
+  #chainError: Error | null = null;
+  readonly #chainDone: Promise<void>;
+  #warnedRejection = false;
+
+  constructor(ctx: SinkContext, stages: readonly (Duplex | Writable)[]) {
+    const records = ctx.options.input === 'records';
+    super({ objectMode: records, highWaterMark: records ? 64 : 64 * 1024 });
+    if (stages.length < 2) throw new TypeError('composeSink needs at least two stages');
+    this.context = ctx;
+    this.#stages = stages;
+    this.#head = stages[0] as Writable;
+    this.#tail = stages[stages.length - 1] as Writable;
+    this.#chainDone = new Promise((resolve) => {
+      pipeline(stages as unknown as NodeJS.WritableStream[], (err) => {
+        if (err && !this.#chainError) this.#chainError = err;
+        resolve();
+        if (err && !this.destroyed) this.destroy(err);
+      });
+    });
+    ctx.on('object', (receipt) => this.emit('object', receipt));
+    ctx.on('rejected', (rejection) => this.#forwardRejection(rejection));
+  }
+
+  /** Ends the input and resolves when every event is in S3 (rejects with the error that stopped it). */
+  async close(): Promise<void> {
+    if (!this.writableEnded) this.end();
+    await new Promise<void>((resolve, reject) => finished(this, { readable: false }, (err) => (err ? reject(err) : resolve())));
+  }
+
+  stats(): SinkStats {
+    return this.context.stats();
+  }
+
+  override _write(chunk: unknown, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#head.write(chunk, encoding)) callback();
+    else this.#head.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.#head.end();
+    this.#chainDone.then(() => {
+      this.context.dispose();
+      callback(this.#chainError);
+    });
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    for (const stage of this.#stages) if (!stage.destroyed) stage.destroy(error ?? undefined);
+    // The uploader's destroy aborts multipart uploads; wait for it before the client goes.
+    finished(this.#tail, () => {
+      this.context.dispose();
+      callback(error ?? this.#chainError);
+    });
+  }
+
+  #forwardRejection(rejection: Rejection): void {
+    if (this.listenerCount('rejected') > 0) {
+      this.emit('rejected', rejection);
+    } else if (!this.#warnedRejection) {
+      this.#warnedRejection = true;
+      process.emitWarning(`s3-sink rejected an event: ${rejection.reason} (listen to 'rejected' to see every one; stats().rejected counts them)`, { code: rejection.code });
+    }
+  }
+}
+
+/** The sink for `options`: `parse → keyBy → window → join → gzip → upload` as one Writable. */
+export function s3Sink(options: SinkOptions = {}): S3Sink {
+  const ctx = sinkContext(options);
+  return composeSink(ctx, [parse(ctx), keyBy(ctx), window(ctx), join(), gzip(ctx), upload(ctx)]);
+}
+
+/**
+ * One Writable (with `close()`, `stats()` and the sink's events) from a chain
+ * built by hand, e.g. with a redaction step after `parse`. The stages must share `ctx`.
+ */
+export function composeSink(ctx: SinkContext, stages: readonly (Duplex | Writable)[]): S3Sink {
+  return new S3Sink(ctx, stages);
+}

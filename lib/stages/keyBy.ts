@@ -1,0 +1,155 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { destination, type Destination, type Routed, type SinkRecord } from '../batch.js';
+import type { SinkContext } from '../context.js';
+import { encodeLine, lineBytes, PayloadError } from '../framing.js';
+import { MAX_PREFIX_BYTES, normalizePrefix } from '../key.js';
+import { bucketNameProblem } from '../options.js';
+
+/**
+ * Stage 2: arrays of records → arrays of `Routed` (the lines of each destination, in order).
+ *
+ * Each event's destination is its own bucket/prefix, else the sink's default,
+ * with a templated prefix filled from the event's JSON (or `deadLetterPrefix`
+ * when it cannot be). Its payload becomes its line here (see framing.ts): this
+ * is the last stage that looks inside payloads; from here on events are lines.
+ */
+export function keyBy(ctx: SinkContext): KeyBy {
+  return new KeyBy(ctx);
+}
+
+const CACHE_LIMIT = 4096;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export class KeyBy extends Transform {
+  readonly #ctx: SinkContext;
+  readonly #default: Destination | null;
+  readonly #destinations = new Map<string, Destination>();
+  readonly #prefixes = new Map<string, string | { problem: string }>();
+  readonly #buckets = new Map<string, string | null>();
+
+  constructor(ctx: SinkContext) {
+    super({ objectMode: true, highWaterMark: 4 });
+    this.#ctx = ctx;
+    const { bucket, prefix, prefixTemplate } = ctx.options;
+    this.#default = bucket !== undefined && !prefixTemplate ? destination(bucket, prefix) : null;
+  }
+
+  override _transform(events: SinkRecord[], _encoding: BufferEncoding, callback: TransformCallback): void {
+    const groups = new Map<string, Routed>();
+    const { maxLineBytes } = this.#ctx.options;
+    for (const event of events) {
+      const dest = this.#destinationOf(event);
+      if (dest === null) continue;
+      let line;
+      try {
+        line = encodeLine(event.payload);
+      } catch (err) {
+        this.#ctx.reject((err as PayloadError).code ?? 'ERR_S3SINK_PAYLOAD', (err as Error).message, headOf(event.payload));
+        continue;
+      }
+      const bytes = lineBytes(line);
+      if (bytes - 1 > maxLineBytes) {
+        this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `event of ${bytes - 1} bytes is longer than maxLineBytes (${maxLineBytes})`, typeof line === 'string' ? line.slice(0, 64) : line);
+        continue;
+      }
+      let group = groups.get(dest.id);
+      if (!group) {
+        group = { destination: dest, lines: [], bytes: 0 };
+        groups.set(dest.id, group);
+      }
+      group.lines.push(line);
+      group.bytes += bytes;
+    }
+    if (groups.size > 0) this.push([...groups.values()]);
+    callback();
+  }
+
+  #destinationOf(event: SinkRecord): Destination | null {
+    if (event.bucket === undefined && event.prefix === undefined && this.#default) return this.#default;
+    const options = this.#ctx.options;
+    const bucket = event.bucket ?? options.bucket;
+    if (bucket === undefined) {
+      this.#ctx.reject('ERR_S3SINK_BUCKET', 'record has no bucket and the sink has no default bucket option', headOf(event.payload));
+      return null;
+    }
+    if (event.bucket !== undefined) {
+      const problem = this.#bucketProblem(bucket);
+      if (problem !== null) {
+        this.#ctx.reject('ERR_S3SINK_BUCKET', `record bucket ${JSON.stringify(bucket)} is not an S3 bucket name: ${problem}`, headOf(event.payload));
+        return null;
+      }
+    }
+    let prefix: string;
+    if (event.prefix !== undefined) {
+      const checked = this.#checkedPrefix(event.prefix);
+      if (typeof checked !== 'string') {
+        this.#ctx.reject('ERR_S3SINK_RECORD', `record prefix ${JSON.stringify(event.prefix.slice(0, 60))} ${checked.problem}`, headOf(event.payload));
+        return null;
+      }
+      prefix = checked;
+    } else if (options.prefixTemplate) {
+      const filled = options.prefixTemplate.fill(jsonOf(event.payload));
+      const checked = 'prefix' in filled ? this.#checkedPrefix(filled.prefix) : filled.miss;
+      if (typeof checked === 'string' && 'prefix' in filled) {
+        prefix = checked;
+      } else {
+        this.#ctx.counters.unrouted += 1;
+        prefix = options.deadLetterPrefix;
+      }
+    } else {
+      prefix = options.prefix;
+    }
+    const id = `${bucket}\u0000${prefix}`;
+    let dest = this.#destinations.get(id);
+    if (!dest) {
+      if (this.#destinations.size >= CACHE_LIMIT) this.#destinations.clear();
+      dest = destination(bucket, prefix);
+      this.#destinations.set(id, dest);
+    }
+    return dest;
+  }
+
+  #bucketProblem(bucket: string): string | null {
+    let problem = this.#buckets.get(bucket);
+    if (problem === undefined) {
+      if (this.#buckets.size >= CACHE_LIMIT) this.#buckets.clear();
+      problem = bucketNameProblem(bucket);
+      this.#buckets.set(bucket, problem);
+    }
+    return problem;
+  }
+
+  /** The normalised prefix, or why it cannot be one. */
+  #checkedPrefix(raw: string): string | { problem: string } {
+    let checked = this.#prefixes.get(raw);
+    if (checked === undefined) {
+      if (this.#prefixes.size >= CACHE_LIMIT) this.#prefixes.clear();
+      const prefix = normalizePrefix(raw);
+      if (CONTROL.test(raw)) checked = { problem: 'contains a control character' };
+      else if (Buffer.byteLength(prefix) > MAX_PREFIX_BYTES) checked = { problem: `is longer than ${MAX_PREFIX_BYTES} bytes` };
+      else checked = prefix;
+      this.#prefixes.set(raw, checked);
+    }
+    return checked;
+  }
+}
+
+/** The value a template reads: a string or Buffer payload is parsed as JSON. */
+function jsonOf(payload: unknown): unknown {
+  if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return payload;
+  try {
+    return JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function headOf(payload: unknown): string | Uint8Array {
+  if (typeof payload === 'string' || payload instanceof Uint8Array) return payload.slice(0, 64);
+  try {
+    return String(JSON.stringify(payload)).slice(0, 64);
+  } catch {
+    return `${typeof payload} payload`;
+  }
+}

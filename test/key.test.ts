@@ -1,0 +1,45 @@
+import test from 'ava';
+import { formatKey, newIdentifier, normalizePrefix, parseKey } from '../lib/key.js';
+
+const AT = Date.UTC(2019, 4, 25, 16, 14, 58, 123);
+const ID = '8f25b54462bf6eeac3ee8bde512b6c59654c454356e808167a01c43ebe4ee919';
+
+test('the key of the design example', (t) => {
+  t.is(formatKey('test', AT, ID), `test/2019/05/25/16/2019-05-25-16-14-58-${ID}.gz`);
+});
+
+test('prefixes with and without slashes give the same key; empty prefix gives the date path', (t) => {
+  for (const prefix of ['test/', 'test', '/test', '//test//']) {
+    t.is(formatKey(normalizePrefix(prefix), AT, ID), `test/2019/05/25/16/2019-05-25-16-14-58-${ID}.gz`, prefix);
+  }
+  for (const prefix of ['', '/', '//']) {
+    t.is(formatKey(normalizePrefix(prefix), AT, ID), `2019/05/25/16/2019-05-25-16-14-58-${ID}.gz`, JSON.stringify(prefix));
+  }
+  t.is(normalizePrefix('a//b/c/'), 'a/b/c');
+});
+
+test('keys are UTC, zero-padded, and folders agree with the file name at every boundary', (t) => {
+  const cases: [number, string][] = [
+    [Date.UTC(2020, 0, 1, 0, 0, 0), '2020/01/01/00/2020-01-01-00-00-00'],
+    [Date.UTC(2019, 11, 31, 23, 59, 59, 999), '2019/12/31/23/2019-12-31-23-59-59'],
+    [Date.UTC(2024, 1, 29, 9, 5, 7), '2024/02/29/09/2024-02-29-09-05-07'],
+  ];
+  for (const [time, expected] of cases) t.is(formatKey('', time, ID), `${expected}-${ID}.gz`);
+});
+
+test('identifiers are 64 lowercase hex characters and unique', (t) => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 10_000; i++) {
+    const id = newIdentifier();
+    t.regex(id, /^[0-9a-f]{64}$/);
+    seen.add(id);
+  }
+  t.is(seen.size, 10_000);
+});
+
+test('parseKey reads back what formatKey wrote, and refuses keys whose folders and name disagree', (t) => {
+  t.deepEqual(parseKey(formatKey('a/b', AT, ID)), { prefix: 'a/b', time: Date.UTC(2019, 4, 25, 16, 14, 58), identifier: ID });
+  t.deepEqual(parseKey(formatKey('', AT, ID))?.prefix, '');
+  t.is(parseKey(`a/2019/05/25/17/2019-05-25-16-14-58-${ID}.gz`), null);
+  t.is(parseKey(`a/2019/05/25/16/2019-05-25-16-14-58-${ID.toUpperCase()}.gz`), null);
+});

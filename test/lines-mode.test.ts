@@ -1,0 +1,53 @@
+import test from 'ava';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { s3Sink, type Receipt, type Rejection } from '../lib/index.js';
+import { fixedClock } from './helpers/clock.js';
+import { useLocalS3 } from './helpers/s3.js';
+
+const env = useLocalS3(test, ['bucket']);
+
+/** `bytes` cut into chunks of 1, 2, 3, ... bytes, so every kind of boundary occurs. */
+function awkwardChunks(bytes: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let at = 0, size = 1; at < bytes.length; at += size, size = (size % 7) + 1) chunks.push(bytes.subarray(at, at + size));
+  return chunks;
+}
+
+async function deliver(input: Buffer[], options: { maxLineBytes?: number } = {}) {
+  const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', prefix: `lines-${Math.random().toString(36).slice(2)}/`, input: 'lines', s3: env.s3.s3Config, ...options });
+  const receipts: Receipt[] = [];
+  const rejected: Rejection[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  sink.on('rejected', (r: Rejection) => rejected.push(r));
+  await pipeline(Readable.from(input), sink);
+  const bodies = await Promise.all(receipts.map((r) => env.s3.body('bucket', r.key)));
+  return { receipts, rejected, body: Buffer.concat(bodies) };
+}
+
+test('lines cut at every kind of chunk boundary, split UTF-8 characters included, arrive intact', async (t) => {
+  const lines = ['{"msg":"grüße"}', 'plain € line', '日本語のログ', 'x', '{"emoji":"🙂🙃"}', 'last line without newline'];
+  const input = Buffer.from(lines.join('\n'));
+  const chunks = awkwardChunks(input);
+  t.true(chunks.some((c) => c.length > 0 && (c[c.length - 1]! & 0xc0) === 0xc0), 'some chunk ends inside a UTF-8 character');
+  const { body, receipts } = await deliver(chunks);
+  t.is(body.toString('utf8'), lines.map((l) => `${l}\n`).join(''));
+  t.is(receipts[0]?.events, lines.length);
+});
+
+test('CRLF input becomes LF lines; empty lines are skipped; invalid UTF-8 and NUL bytes pass through', async (t) => {
+  const odd = Buffer.from([0xff, 0x00, 0xfe, 0x41]);
+  const input = Buffer.concat([Buffer.from('one\r\n\r\ntwo\n\n'), odd, Buffer.from('\nthree\r\n')]);
+  const { body } = await deliver(awkwardChunks(input));
+  t.deepEqual(body, Buffer.concat([Buffer.from('one\ntwo\n'), odd, Buffer.from('\nthree\n')]));
+});
+
+test('a line longer than maxLineBytes is rejected with its reason and first bytes; the lines around it arrive', async (t) => {
+  const long = 'L'.repeat(5000);
+  const { body, rejected } = await deliver(awkwardChunks(Buffer.from(`before\n${long}\nafter\n`)).concat([]), { maxLineBytes: 1000 });
+  t.is(body.toString(), 'before\nafter\n');
+  t.is(rejected.length, 1);
+  t.is(rejected[0]?.code, 'ERR_S3SINK_LINE_TOO_LONG');
+  t.regex(rejected[0]!.reason, /line of 5000 bytes is longer than maxLineBytes \(1000\)/);
+  t.is(rejected[0]?.head, 'L'.repeat(64));
+});

@@ -1,0 +1,59 @@
+import test from 'ava';
+import { LineSplitter } from '../lib/lines.js';
+
+function splitAll(chunks: (string | Buffer)[], max = 1024) {
+  const splitter = new LineSplitter(max);
+  const lines: Buffer[] = [];
+  const oversized: { bytes: number; head: string }[] = [];
+  for (const chunk of [...chunks.map((c) => splitter.push(Buffer.isBuffer(c) ? c : Buffer.from(c))), splitter.end()]) {
+    lines.push(...chunk.lines);
+    oversized.push(...chunk.oversized.map((o) => ({ bytes: o.bytes, head: o.head.toString() })));
+  }
+  return { lines: lines.map((l) => l.toString('utf8')), raw: lines, oversized };
+}
+
+test('four lines on three writes', (t) => {
+  t.deepEqual(splitAll(['hello\nwor', 'ld\nfoo\nb', 'ar\n']).lines, ['hello', 'world', 'foo', 'bar']);
+});
+
+test('a line split over many chunks, and a last line without a line break', (t) => {
+  t.deepEqual(splitAll(['a', 'b', 'c', '\n', 'd', 'e']).lines, ['abc', 'de']);
+});
+
+test('a UTF-8 character split across two chunks comes out whole', (t) => {
+  const euro = Buffer.from('€'); // e2 82 ac
+  const { lines } = splitAll([Buffer.concat([Buffer.from('price: '), euro.subarray(0, 1)]), Buffer.concat([euro.subarray(1), Buffer.from('5\n')])]);
+  t.deepEqual(lines, ['price: €5']);
+});
+
+test('CRLF line ends lose their \\r; empty lines are skipped', (t) => {
+  t.deepEqual(splitAll(['a\r\n\r\nb\r', '\n\n\nc\n']).lines, ['a', 'b', 'c']);
+});
+
+test('invalid UTF-8 and NUL bytes pass through unchanged', (t) => {
+  const odd = Buffer.from([0xff, 0xfe, 0x00, 0x41, 0xc3]);
+  const { raw } = splitAll([Buffer.concat([odd, Buffer.from('\n')])]);
+  t.deepEqual(raw, [odd]);
+});
+
+test('a line longer than maxLineBytes is reported and the lines around it arrive', (t) => {
+  const long = 'x'.repeat(100);
+  const { lines, oversized } = splitAll(['before\n', long.slice(0, 30), long.slice(30), '\nafter\n', 'y'.repeat(50), '\n'], 40);
+  t.deepEqual(lines, ['before', 'after']);
+  t.is(oversized.length, 2);
+  t.is(oversized[0]?.bytes, 100);
+  t.true(oversized[0]?.head.startsWith('xxxx'));
+  t.is(oversized[1]?.bytes, 50);
+});
+
+test('a line of exactly maxLineBytes passes, with or without CRLF', (t) => {
+  const { lines, oversized } = splitAll(['abcd\nefgh\r\n', 'ij', 'kl\r', '\n'], 4);
+  t.deepEqual(lines, ['abcd', 'efgh', 'ijkl']);
+  t.is(oversized.length, 0);
+});
+
+test('an oversized last line without a line break is reported at the end', (t) => {
+  const { lines, oversized } = splitAll(['ok\n', 'z'.repeat(20)], 10);
+  t.deepEqual(lines, ['ok']);
+  t.is(oversized[0]?.bytes, 20);
+});

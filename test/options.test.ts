@@ -1,0 +1,58 @@
+import test from 'ava';
+import { OptionError } from '../lib/errors.js';
+import { DEFAULTS, largestObjectFor, resolveOptions, type SinkOptions } from '../lib/options.js';
+
+function optionError(t: import('ava').ExecutionContext, options: unknown, option: string, message: RegExp) {
+  const err = t.throws(() => resolveOptions(options as SinkOptions), { instanceOf: OptionError });
+  t.is(err?.code, 'ERR_S3SINK_OPTION');
+  t.is(err?.option, option);
+  t.regex(err?.message ?? '', message);
+}
+
+test('defaults are filled in and the result is frozen; the caller\'s object is not touched', (t) => {
+  const given: SinkOptions = { bucket: 'my-bucket', prefix: '/events/' };
+  const copy = structuredClone(given);
+  const resolved = resolveOptions(given);
+  t.deepEqual(given, copy);
+  t.true(Object.isFrozen(resolved));
+  t.is(resolved.prefix, 'events');
+  t.is(resolved.windowMs, DEFAULTS.windowMs);
+  t.is(resolved.partSize, 8 * 1024 * 1024);
+  t.is(resolved.input, 'records');
+});
+
+test('a bad option names itself, the value and what was expected', (t) => {
+  optionError(t, { windowMs: 0 }, 'windowMs', /^option windowMs: got 0, expected an integer from 1 to 86400000$/);
+  optionError(t, { windowMs: '60s' }, 'windowMs', /got "60s", expected an integer/);
+  optionError(t, { partSize: 1024 }, 'partSize', /got 1024, expected an integer from 5242880/);
+  optionError(t, { queueSize: 0.5 }, 'queueSize', /got 0.5/);
+  optionError(t, { gzipLevel: 10 }, 'gzipLevel', /from 0 to 9/);
+  optionError(t, { input: 'json' }, 'input', /got "json", expected 'records' or 'lines'/);
+  optionError(t, { bucket: 'My_Bucket' }, 'bucket', /got "My_Bucket", expected an S3 bucket name \(lowercase letters/);
+  optionError(t, { input: 'lines' }, 'bucket', /lines mode has no per-event bucket/);
+  optionError(t, { prefix: 'app/{}/' }, 'prefix', /placeholder/);
+  optionError(t, { prefix: 'a\nb' }, 'prefix', /control characters/);
+  optionError(t, { s3: {}, client: { send() {} } }, 'client', /either client or s3/);
+  optionError(t, { maxLineBytes: 2 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 }, 'maxLineBytes', /fit in the memory budget/);
+  optionError(t, { maxObjectBytes: 10, maxLineBytes: 10 }, 'maxLineBytes', /fit in an object/);
+  optionError(t, { clock: { now: () => 0 } }, 'clock', /setTimeout/);
+});
+
+test('unset, maxLineBytes shrinks to fit a small budget or object size', (t) => {
+  t.is(resolveOptions({ maxBufferedBytes: 1024 * 1024 }).maxLineBytes, 256 * 1024);
+  t.is(resolveOptions({ maxObjectBytes: 100 }).maxLineBytes, 99);
+  t.is(resolveOptions({}).maxLineBytes, 1024 * 1024);
+});
+
+test('a misspelt option is refused, naming the one that was meant', (t) => {
+  optionError(t, { windowMS: 1000 }, 'windowMS', /did you mean windowMs\?/);
+  optionError(t, { frobnicate: 1 }, 'frobnicate', /no such option; known: bucket/);
+});
+
+test('maxObjectBytes must keep an object within S3\'s 10 000 parts', (t) => {
+  const partSize = 5 * 1024 * 1024;
+  const largest = largestObjectFor(partSize);
+  t.true(largest > 9_990 * partSize && largest < 10_000 * partSize);
+  t.notThrows(() => resolveOptions({ partSize, maxObjectBytes: largest }));
+  optionError(t, { partSize, maxObjectBytes: largest + 1 }, 'maxObjectBytes', /S3 allows 10000 parts/);
+});
