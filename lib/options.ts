@@ -1,4 +1,4 @@
-import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
 import { MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
@@ -44,8 +44,14 @@ export interface SinkOptions {
    * Memory: one HTTP agent, at most `maxUploads × queueSize` sockets.
    */
   s3?: S3ClientConfig;
-  /** An S3 client you own; the sink never destroys it. Not with `s3`. Default: none. */
+  /** An S3 client you own; the sink never destroys it. Not with `s3`. Default: none. Memory: none. */
   client?: S3Client;
+  /**
+   * Canned ACL for every object, e.g. `'bucket-owner-full-control'` when writing
+   * to another account's bucket (needs s3:PutObjectAcl). Default: none (the
+   * bucket's default). Memory: none.
+   */
+  acl?: ObjectCannedACL;
   /**
    * `'records'`: object mode, each chunk `{ bucket?, prefix?, payload }`.
    * `'lines'`: bytes, each line one event (`\n` or `\r\n`; empty lines skipped).
@@ -102,7 +108,7 @@ export interface SinkOptions {
   maxLineBytes?: number;
   /** gzip level, 0 (store) to 9 (smallest). Default: 6. Memory: none (same state at every level). */
   gzipLevel?: number;
-  /** Time source for windows, key timestamps and the window timer (tests inject one). Default: the system clock. */
+  /** Time source for windows, key timestamps and the window timer (tests inject one). Default: the system clock. Memory: none. */
   clock?: Clock;
 }
 
@@ -115,6 +121,7 @@ export interface ResolvedOptions {
   readonly deadLetterPrefix: string;
   readonly s3: S3ClientConfig | undefined;
   readonly client: S3Client | undefined;
+  readonly acl: ObjectCannedACL | undefined;
   readonly input: 'records' | 'lines';
   readonly windowMs: number;
   readonly partSize: number;
@@ -141,8 +148,10 @@ export const DEFAULTS = Object.freeze({
   gzipLevel: 6,
 });
 
+const CANNED_ACLS: readonly string[] = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
+
 const KNOWN = new Set<string>([
-  'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'input', 'windowMs', 'partSize', 'queueSize',
+  'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'acl', 'input', 'windowMs', 'partSize', 'queueSize',
   'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'clock',
 ]);
 
@@ -196,6 +205,8 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     throw new OptionError('client', o.client, 'an S3Client (an object with send())');
   }
 
+  if (o.acl !== undefined && !CANNED_ACLS.includes(o.acl)) throw new OptionError('acl', o.acl, `a canned ACL: ${CANNED_ACLS.join(', ')}`);
+
   const windowMs = int('windowMs', o.windowMs, DEFAULTS.windowMs, 1, 24 * 3600 * 1000);
   const partSize = int('partSize', o.partSize, DEFAULTS.partSize, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE);
   const queueSize = int('queueSize', o.queueSize, DEFAULTS.queueSize, 1, 64);
@@ -230,6 +241,7 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     deadLetterPrefix,
     s3: o.s3,
     client: o.client,
+    acl: o.acl,
     input,
     windowMs,
     partSize,

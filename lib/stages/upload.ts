@@ -144,7 +144,7 @@ export class Uploader extends Writable {
     if (job.ended) body.end();
     const upload = new Upload({
       client: this.#transport(job),
-      params: { Bucket: job.batch.bucket, Key: job.batch.key, Body: body, ContentType: 'application/gzip' },
+      params: { Bucket: job.batch.bucket, Key: job.batch.key, Body: body, ContentType: 'application/gzip', ...(options.acl ? { ACL: options.acl } : {}) },
       partSize: options.partSize,
       queueSize: options.queueSize,
       leavePartsOnError: false,

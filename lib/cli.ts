@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// The s3-sink command. The AWS SDK warns on every start that its 2027
+// releases will need Node 22; that one warning is switched off with the SDK's
+// own switch, before the SDK loads. Every other warning still prints.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const { main } = await import('./cli/main.js');
+const code = await main(process.argv.slice(2), {
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  signals: process,
+  exitNow: (exitCode) => process.exit(exitCode),
+});
+// stdout and stderr are synchronous for files and pipes on Linux: nothing is cut off.
+process.exit(code);

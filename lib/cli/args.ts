@@ -1,0 +1,209 @@
+import { parseArgs } from 'node:util';
+import type { ObjectCannedACL } from '@aws-sdk/client-s3';
+import type { SinkOptions } from '../options.js';
+import { parseDuration, parseSize } from './units.js';
+
+/** A command-line mistake: the CLI prints the message and exits 2. */
+export class UsageError extends Error {
+  readonly code = 'ERR_S3SINK_USAGE';
+}
+
+export interface RunCommand {
+  kind: 'run';
+  /** Library options from the flags (no `s3`: the CLI builds the client config). */
+  sink: SinkOptions & { bucket: string };
+  endpoint: string | undefined;
+  region: string | undefined;
+  checksum: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' | undefined;
+  check: boolean;
+  quiet: boolean;
+}
+
+export type Command =
+  | RunCommand
+  | { kind: 'demo'; quiet: boolean }
+  | { kind: 'policy'; bucket: string; principal: string }
+  | { kind: 'help' }
+  | { kind: 'version' };
+
+export const USAGE = `s3-sink: deliver events from stdin to S3, one event per line, batched per
+destination and minute, gzipped, multipart-uploaded.
+
+Usage:
+  s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
+  s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
+  s3-sink policy --bucket NAME --principal ARN  prints the minimal bucket policy as JSON
+  s3-sink --help | --version
+
+Destination:
+  --bucket NAME            bucket to write to (required)
+  --prefix P               key prefix; {field} or {a.b} placeholders are filled from
+                           each JSON line, e.g. 'app/{service}/' (default: none)
+  --dead-letter-prefix P   where lines whose {field} cannot be filled go (default: _unrouted/)
+  --endpoint URL           an S3-compatible store; implies path-style addressing
+  --region R               AWS region (default: the SDK's chain: AWS_REGION, ~/.aws/config)
+  --acl ACL                canned ACL for every object, e.g. bucket-owner-full-control
+  --checksum MODE          when_supported (AWS default) or when_required (default with
+                           --endpoint: several compatible stores reject CRC32 headers)
+  --no-check               skip the check at start that the bucket exists (GetBucketLocation)
+
+Batching and memory:
+  --window D               batch window, aligned to the clock (default: 60s)
+  --max-object-size N      close an object before its lines pass N, uncompressed (default: 1GiB)
+  --part-size N            multipart part size, at least 5MiB (default: 8MiB)
+  --queue-size N           parts of one object in flight (default: 4)
+  --max-uploads N          objects uploading at once (default: 16)
+  --max-buffered N         memory budget for events not yet in S3 (default: 64MiB)
+  --max-line N             longest line; longer ones are reported and skipped (default: 1MiB)
+  --gzip-level L           0 (store) to 9 (default: 6)
+
+Output:
+  --quiet                  no progress on stderr (errors still print)
+
+Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
+MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
+chain (environment, ~/.aws/credentials, SSO, instance roles); they are never printed.
+
+SIGTERM, SIGINT or the end of stdin: stop reading, flush every batch, wait for S3,
+exit 0. A second signal exits at once (130/143) saying what was not delivered.
+Exit 2: usage error. Exit 1: delivery failed.`;
+
+const FLAGS = {
+  bucket: { type: 'string' },
+  prefix: { type: 'string' },
+  'dead-letter-prefix': { type: 'string' },
+  endpoint: { type: 'string' },
+  region: { type: 'string' },
+  acl: { type: 'string' },
+  checksum: { type: 'string' },
+  'no-check': { type: 'boolean' },
+  window: { type: 'string' },
+  'max-object-size': { type: 'string' },
+  'part-size': { type: 'string' },
+  'queue-size': { type: 'string' },
+  'max-uploads': { type: 'string' },
+  'max-buffered': { type: 'string' },
+  'max-line': { type: 'string' },
+  'gzip-level': { type: 'string' },
+  principal: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+/** The flag that sets each library option, for error messages. */
+export const FLAG_OF: Record<string, string> = {
+  bucket: '--bucket',
+  prefix: '--prefix',
+  deadLetterPrefix: '--dead-letter-prefix',
+  windowMs: '--window',
+  maxObjectBytes: '--max-object-size',
+  partSize: '--part-size',
+  queueSize: '--queue-size',
+  maxUploads: '--max-uploads',
+  maxBufferedBytes: '--max-buffered',
+  maxLineBytes: '--max-line',
+  gzipLevel: '--gzip-level',
+  acl: '--acl',
+};
+
+export function parseCommand(argv: readonly string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: FLAGS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(usageMessage(err as Error & { code?: string }));
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const [verb, ...extra] = positionals;
+  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy')) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy; see s3-sink --help)`);
+  }
+  if (verb === 'demo') {
+    onlyFlags(values, ['quiet'], 'demo');
+    return { kind: 'demo', quiet: values.quiet ?? false };
+  }
+  if (verb === 'policy') {
+    onlyFlags(values, ['bucket', 'principal'], 'policy');
+    if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket the policy is for)');
+    if (!values.principal) throw new UsageError('missing --principal ARN (who runs s3-sink, e.g. arn:aws:iam::123456789012:role/shipper)');
+    return { kind: 'policy', bucket: values.bucket, principal: values.principal };
+  }
+  if (values.principal !== undefined) throw new UsageError('--principal goes with the policy command');
+  if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket to write to)');
+
+  const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input: 'lines' };
+  if (values.prefix !== undefined) sink.prefix = values.prefix;
+  if (values['dead-letter-prefix'] !== undefined) sink.deadLetterPrefix = values['dead-letter-prefix'];
+  if (values.window !== undefined) sink.windowMs = duration('--window', values.window);
+  if (values['max-object-size'] !== undefined) sink.maxObjectBytes = size('--max-object-size', values['max-object-size']);
+  if (values['part-size'] !== undefined) sink.partSize = size('--part-size', values['part-size']);
+  if (values['max-buffered'] !== undefined) sink.maxBufferedBytes = size('--max-buffered', values['max-buffered']);
+  if (values['max-line'] !== undefined) sink.maxLineBytes = size('--max-line', values['max-line']);
+  if (values['queue-size'] !== undefined) sink.queueSize = count('--queue-size', values['queue-size']);
+  if (values['max-uploads'] !== undefined) sink.maxUploads = count('--max-uploads', values['max-uploads']);
+  if (values['gzip-level'] !== undefined) sink.gzipLevel = count('--gzip-level', values['gzip-level'], 0);
+  if (values.acl !== undefined) sink.acl = values.acl as ObjectCannedACL;
+  let checksum: RunCommand['checksum'];
+  if (values.checksum !== undefined) {
+    const mode = values.checksum.toLowerCase().replace(/-/g, '_');
+    if (mode !== 'when_required' && mode !== 'when_supported') throw new UsageError(`--checksum: ${JSON.stringify(values.checksum)} is not when_supported or when_required`);
+    checksum = mode === 'when_required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
+  }
+  if (values.endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(values.endpoint);
+    } catch {
+      throw new UsageError(`--endpoint: ${JSON.stringify(values.endpoint)} is not a URL (like http://localhost:9000)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--endpoint: ${JSON.stringify(values.endpoint)} is not an http or https URL`);
+  }
+  return {
+    kind: 'run',
+    sink,
+    endpoint: values.endpoint,
+    region: values.region,
+    checksum,
+    check: !values['no-check'],
+    quiet: values.quiet ?? false,
+  };
+}
+
+function usageMessage(err: Error & { code?: string }): string {
+  const flag = /'(-[^']*)'/.exec(err.message)?.[1];
+  switch (err.code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return `unknown flag ${flag ?? err.message} (see s3-sink --help)`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return flag ? `${flag.replace(/^(-\w), /, '')} needs a value` : err.message;
+    default:
+      return err.message;
+  }
+}
+
+function onlyFlags(values: Record<string, unknown>, allowed: string[], command: string): void {
+  for (const [name, value] of Object.entries(values)) {
+    if (value !== undefined && !allowed.includes(name)) throw new UsageError(`--${name} does not go with the ${command} command`);
+  }
+}
+
+function duration(flag: string, text: string): number {
+  const ms = parseDuration(text);
+  if (ms === null) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a duration (like 500ms, 30s, 1m, 1h)`);
+  return ms;
+}
+
+function size(flag: string, text: string): number {
+  const bytes = parseSize(text);
+  if (bytes === null) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a size (like 65536, 64KiB, 8MiB, 1GiB)`);
+  return bytes;
+}
+
+function count(flag: string, text: string, min = 1): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a whole number of at least ${min}`);
+  return n;
+}

@@ -1,0 +1,40 @@
+import { createRequire } from 'node:module';
+import { parseCommand, USAGE, UsageError } from './args.js';
+import { runDemo } from './demo.js';
+import { bucketPolicy } from './policy.js';
+import { runSink, type Io } from './run.js';
+
+export interface MainIo extends Io {
+  stdin: NodeJS.ReadableStream & import('node:stream').Readable;
+  stdout: NodeJS.WritableStream;
+}
+
+/** The CLI: resolves with the exit code (0 ok, 1 delivery failed, 2 usage). */
+export async function main(argv: readonly string[], io: MainIo): Promise<number> {
+  try {
+    const command = parseCommand(argv);
+    switch (command.kind) {
+      case 'help':
+        io.stdout.write(`${USAGE}\n`);
+        return 0;
+      case 'version': {
+        const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+        io.stdout.write(`s3-sink ${version}\n`);
+        return 0;
+      }
+      case 'policy':
+        io.stdout.write(`${JSON.stringify(bucketPolicy(command.bucket, command.principal), null, 2)}\n`);
+        return 0;
+      case 'demo':
+        return (await runDemo(io, io.stdout, command.quiet)).code;
+      case 'run':
+        return (await runSink(command, io.stdin, io)).code;
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`s3-sink: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

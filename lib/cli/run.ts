@@ -1,0 +1,178 @@
+import { finished, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { GetBucketLocationCommand, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { Receipt } from '../context.js';
+import { messageOf, OptionError, s3ErrorCode } from '../errors.js';
+import { s3Sink, type S3Sink } from '../sink.js';
+import { FLAG_OF, UsageError, type RunCommand } from './args.js';
+import { Progress, type ProgressOutput } from './progress.js';
+
+export interface Io {
+  stderr: ProgressOutput;
+  /** Where SIGTERM and SIGINT arrive (the process). */
+  signals: NodeJS.EventEmitter;
+  /** Leaves at once (the second signal). */
+  exitNow(code: number): void;
+}
+
+export interface RunResult {
+  code: number;
+  receipts: Receipt[];
+}
+
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
+/**
+ * Passes whole lines only, holding back a line not yet finished. When input
+ * stops on a signal, that unfinished line is dropped (and reported) rather
+ * than written cut short; at the real end of input it passes as the last line.
+ */
+class LineGate extends Transform {
+  readonly #limit: number;
+  #tail: Buffer[] = [];
+  #tailBytes = 0;
+  #stopping = false;
+  /** Bytes of an unfinished line dropped at stop. */
+  dropped = 0;
+
+  constructor(limit: number) {
+    super();
+    this.#limit = limit;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    const nl = chunk.lastIndexOf(10);
+    if (nl === -1) {
+      this.#tail.push(chunk);
+      this.#tailBytes += chunk.length;
+      // A line this long is rejected downstream anyway: let it through rather than hold it.
+      if (this.#tailBytes > this.#limit) this.#release();
+      callback();
+      return;
+    }
+    this.#release();
+    this.push(chunk.subarray(0, nl + 1));
+    if (nl + 1 < chunk.length) {
+      this.#tail.push(chunk.subarray(nl + 1));
+      this.#tailBytes = chunk.length - nl - 1;
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#stopping) this.dropped = this.#tailBytes;
+    else this.#release();
+    callback();
+  }
+
+  /** No more input will come: end after what is queued, dropping an unfinished last line. */
+  stop(): void {
+    this.#stopping = true;
+    this.end();
+  }
+
+  #release(): void {
+    for (const part of this.#tail) this.push(part);
+    this.#tail = [];
+    this.#tailBytes = 0;
+  }
+}
+
+/** The client configuration for the flags: `--endpoint` means path style and, unless told, checksums only when required. */
+export function clientConfig(cmd: RunCommand, overrides: S3ClientConfig = {}): S3ClientConfig {
+  const config: S3ClientConfig = {};
+  if (cmd.endpoint !== undefined) {
+    config.endpoint = cmd.endpoint;
+    config.forcePathStyle = true;
+    config.region = 'us-east-1';
+    config.requestChecksumCalculation = 'WHEN_REQUIRED';
+  }
+  if (cmd.region !== undefined) config.region = cmd.region;
+  if (cmd.checksum !== undefined) config.requestChecksumCalculation = cmd.checksum;
+  return { ...config, ...overrides };
+}
+
+/**
+ * Delivers `input` (lines) to S3 as the flags say. Resolves with the exit
+ * code: 0 delivered, 1 delivery failed; throws `UsageError` for exit 2.
+ */
+export async function runSink(cmd: RunCommand, input: Readable, io: Io, overrides: S3ClientConfig = {}): Promise<RunResult> {
+  let sink: S3Sink;
+  try {
+    sink = s3Sink({ ...cmd.sink, s3: clientConfig(cmd, overrides) });
+  } catch (err) {
+    if (err instanceof OptionError) throw new UsageError(`${FLAG_OF[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}`);
+    throw err;
+  }
+  const progress = new Progress(io.stderr, () => sink.stats(), cmd.quiet);
+  const receipts: Receipt[] = [];
+  sink.on('object', (receipt: Receipt) => {
+    receipts.push(receipt);
+    progress.object(receipt);
+  });
+  sink.on('rejected', (rejection) => progress.rejected(rejection));
+
+  const client = sink.context.client;
+  try {
+    await client.config.region();
+  } catch {
+    sink.destroy();
+    throw new UsageError('no AWS region: pass --region or set AWS_REGION (or a region in ~/.aws/config)');
+  }
+  if (cmd.check) {
+    const check = await checkBucket(sink, cmd.sink.bucket);
+    if (check) progress.note(check.problem);
+    if (check?.fatal) {
+      sink.destroy();
+      return { code: 1, receipts };
+    }
+  }
+
+  const gate = new LineGate(sink.context.options.maxLineBytes + 2);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      progress.note(`${signal} again: leaving now; ${progress.undelivered()}`);
+      io.exitNow(SIGNAL_EXIT[signal] ?? 1);
+      return;
+    }
+    input.unpipe(gate);
+    // What the input stream has read from the OS but not yet passed on was read too.
+    for (let chunk = input.read() as Buffer | null; chunk !== null; chunk = input.read() as Buffer | null) gate.write(chunk);
+    input.destroy();
+    gate.stop();
+    progress.note(`${signal}: stopped reading stdin; flushing ${sink.stats().openBatches} open batches (send ${signal} again to leave at once)`);
+  };
+  io.signals.on('SIGTERM', onSignal);
+  io.signals.on('SIGINT', onSignal);
+  input.once('error', () => gate.stop());
+  progress.start();
+  input.pipe(gate).pipe(sink);
+  try {
+    await new Promise<void>((resolve, reject) => finished(sink, { readable: false }, (err) => (err ? reject(err) : resolve())));
+    if (gate.dropped > 0) progress.note(`input stopped inside a line: its first ${gate.dropped} bytes were read and not delivered`);
+    progress.finish();
+    return { code: 0, receipts };
+  } catch (err) {
+    progress.finish();
+    progress.note(`delivery failed: ${messageOf(err)}`);
+    progress.note(progress.undelivered());
+    return { code: 1, receipts };
+  } finally {
+    io.signals.off('SIGTERM', onSignal);
+    io.signals.off('SIGINT', onSignal);
+  }
+}
+
+/** Fails fast when the bucket is missing or the credentials are refused; `null` when it looks usable. */
+async function checkBucket(sink: S3Sink, bucket: string): Promise<{ fatal: boolean; problem: string } | null> {
+  try {
+    await sink.context.client.send(new GetBucketLocationCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(30_000) });
+    return null;
+  } catch (err) {
+    const code = s3ErrorCode(err);
+    // A policy without s3:GetBucketLocation should not stop delivery: say so and go on.
+    if (code === 'AccessDenied') return { fatal: false, problem: `cannot check bucket ${bucket} (AccessDenied on GetBucketLocation); going on` };
+    return { fatal: true, problem: `cannot write to bucket ${bucket}: ${code}: ${messageOf(err)} (--no-check skips this check)` };
+  }
+}

@@ -1,0 +1,208 @@
+import test from 'ava';
+import { readFile } from 'node:fs/promises';
+import { parseKey } from '../lib/key.js';
+import { runCli, startCli } from './helpers/cli.js';
+import { noisyLine, prng } from './helpers/data.js';
+import { startProxy } from './helpers/proxy.js';
+import { useLocalS3 } from './helpers/s3.js';
+import { eventually } from './helpers/wait.js';
+
+const env = useLocalS3(test, ['bucket']);
+const WARNING = 'NodeVersionSupportWarning';
+
+/** The lines of every object under `prefix`, per object (key order). */
+async function objectsUnder(prefix: string): Promise<{ key: string; lines: string[] }[]> {
+  const keys = (await env.s3.keys('bucket', prefix)).sort();
+  return Promise.all(keys.map(async (key) => ({ key, lines: await env.s3.lines('bucket', key) })));
+}
+
+/** Events reported in the CLI's `wrote ... (N events, ...)` lines. */
+function eventsWritten(stderr: string): number {
+  return [...stderr.matchAll(/wrote s3:\/\/\S+ \((\d+) events/g)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+test('unknown flags, a missing bucket and a bad duration exit 2 with a message naming them', async (t) => {
+  const unknown = await runCli(['--bucket', 'bucket', '--frobnicate']);
+  t.is(unknown.code, 2);
+  t.is(unknown.stderr, 's3-sink: unknown flag --frobnicate (see s3-sink --help)\n');
+  const missing = await runCli(['--prefix', 'x/']);
+  t.is(missing.code, 2);
+  t.is(missing.stderr, 's3-sink: missing --bucket NAME (the bucket to write to)\n');
+  const duration = await runCli(['--bucket', 'bucket', '--window', '5 minutes']);
+  t.is(duration.code, 2);
+  t.is(duration.stderr, 's3-sink: --window: "5 minutes" is not a duration (like 500ms, 30s, 1m, 1h)\n');
+  const part = await runCli(['--bucket', 'bucket', '--part-size', '1MiB']);
+  t.is(part.code, 2);
+  t.is(part.stderr, 's3-sink: --part-size: got 1048576, expected an integer from 5242880 to 5368709120\n');
+  t.is(unknown.stdout + missing.stdout + duration.stdout, '', 'stdout stays clean');
+});
+
+test('policy prints a bucket policy with exactly the five actions on both resources', async (t) => {
+  const { code, stdout, stderr } = await runCli(['policy', '--bucket', 'logs', '--principal', 'arn:aws:iam::123456789012:role/shipper']);
+  t.is(code, 0);
+  t.is(stderr, '');
+  const policy = JSON.parse(stdout) as { Version: string; Statement: { Effect: string; Principal: { AWS: string }; Action: string[]; Resource: string }[] };
+  t.is(policy.Version, '2012-10-17');
+  const actions = policy.Statement.flatMap((s) => s.Action).sort();
+  t.deepEqual(actions, ['s3:AbortMultipartUpload', 's3:GetBucketLocation', 's3:ListBucketMultipartUploads', 's3:PutObject', 's3:PutObjectAcl']);
+  t.deepEqual(policy.Statement.map((s) => s.Resource).sort(), ['arn:aws:s3:::logs', 'arn:aws:s3:::logs/*']);
+  for (const s of policy.Statement) {
+    t.is(s.Effect, 'Allow');
+    t.is(s.Principal.AWS, 'arn:aws:iam::123456789012:role/shipper');
+  }
+  const missing = await runCli(['policy', '--bucket', 'logs']);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /missing --principal ARN/);
+});
+
+test('--help and --version print to stdout and exit 0', async (t) => {
+  const help = await runCli(['--help']);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /s3-sink --bucket NAME \[--prefix P\]/);
+  const version = await runCli(['--version']);
+  const { version: expected } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  t.is(version.stdout, `s3-sink ${expected}\n`);
+});
+
+test('demo runs on an embedded S3, prints keys in the object format, exits 0, and hides the SDK\'s Node warning', async (t) => {
+  const { code, stdout, stderr } = await runCli(['demo']);
+  t.is(code, 0, stderr);
+  const lines = stdout.trim().split('\n');
+  t.is(lines.length, 3);
+  for (const line of lines) {
+    const [url, events] = line.split('\t');
+    const key = url!.replace(/^s3:\/\/demo-bucket\//, '');
+    t.regex(key, /^app\/(api|billing|search)\/\d{4}\/\d{2}\/\d{2}\/\d{2}\/\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-[0-9a-f]{64}\.gz$/);
+    t.not(parseKey(key), null);
+    t.is(events, '10000 events');
+  }
+  t.false(stderr.includes(WARNING), stderr);
+  t.regex(stderr, /s3-sink: done: 30000 events in 3 objects/);
+});
+
+test('100 000 JSON lines through a templated prefix land in the right prefixes, in order; lines without the field go to the dead-letter prefix', async (t) => {
+  const services = ['api', 'web', 'jobs', 'auth', 'mail'];
+  const expected = new Map<string, string[]>();
+  let input = '';
+  for (let n = 0; n < 100_000; n++) {
+    let line: string;
+    let prefix: string;
+    if (n % 10_000 === 5) {
+      line = `not json ${n}`;
+      prefix = '_unrouted';
+    } else if (n % 10_000 === 7) {
+      line = JSON.stringify({ n, msg: 'no service field' });
+      prefix = '_unrouted';
+    } else {
+      const service = services[n % services.length]!;
+      line = JSON.stringify({ service, n, msg: `event ${n} from ${service}` });
+      prefix = `app/${service}`;
+    }
+    input += `${line}\n`;
+    expected.set(prefix, [...(expected.get(prefix) ?? []), line]);
+  }
+  const { code, stderr, stdout } = await runCli(['--bucket', 'bucket', '--prefix', 'app/{service}/', '--endpoint', env.s3.endpoint, '--window', '1h'], input);
+  t.is(code, 0, stderr);
+  t.is(stdout, '');
+  t.false(stderr.includes(WARNING));
+  t.regex(stderr, /s3-sink: done: 100000 events in \d+ objects.*; 20 to the dead-letter prefix\n$/);
+  let total = 0;
+  for (const [prefix, lines] of expected) {
+    const objects = await objectsUnder(`${prefix}/`);
+    t.true(objects.length >= 1, prefix);
+    for (const o of objects) t.is(parseKey(o.key)?.prefix, prefix);
+    t.deepEqual(objects.flatMap((o) => o.lines), lines, `${prefix}: every line, in order`);
+    total += lines.length;
+  }
+  t.is(total, 100_000);
+});
+
+test('SIGTERM with stdin still open: everything read is delivered, an unfinished line is reported, exit 0', async (t) => {
+  const run = startCli(['--bucket', 'bucket', '--prefix', 'term/', '--endpoint', env.s3.endpoint, '--window', '200ms']);
+  const LINES = 20_000;
+  let body = '';
+  for (let n = 0; n < LINES; n++) body += `${JSON.stringify({ n })}\n`;
+  run.child.stdin.write(body);
+  // One small write (atomic in the pipe): a last whole line and the start of another.
+  run.child.stdin.write(`${JSON.stringify({ n: LINES })}\n{"n":"unfinish`);
+  await eventually(() => eventsWritten(run.stderr()) === LINES + 1, 'every whole line to be delivered', 30_000);
+  run.child.kill('SIGTERM');
+  const { code } = await run.exit;
+  const stderr = run.stderr();
+  t.is(code, 0, stderr);
+  t.regex(stderr, /s3-sink: SIGTERM: stopped reading stdin; flushing \d+ open batches/);
+  t.regex(stderr, /s3-sink: input stopped inside a line: its first 14 bytes were read and not delivered\n/);
+  t.regex(stderr, new RegExp(`s3-sink: done: ${LINES + 1} events in \\d+ objects`));
+  const seen: number[] = [];
+  for (const o of await objectsUnder('term/')) {
+    const ns = o.lines.map((l) => (JSON.parse(l) as { n: number }).n);
+    t.deepEqual(ns, [...ns].sort((a, b) => a - b), `${o.key} is in order`);
+    seen.push(...ns);
+  }
+  t.deepEqual(seen.sort((a, b) => a - b), Array.from({ length: LINES + 1 }, (_, i) => i));
+});
+
+test('a second signal leaves at once with a non-zero code, saying what was not delivered', async (t) => {
+  const proxy = await startProxy(env.s3.port, { bytesPerSecond: 256 * 1024 });
+  try {
+    // Objects of at most 1 MiB: uploads start while stdin is still being read.
+    const run = startCli(['--bucket', 'bucket', '--prefix', 'hard/', '--endpoint', proxy.endpoint, '--gzip-level', '1', '--no-check', '--max-object-size', '1MiB']);
+    const random = prng(9);
+    const noise = Array.from({ length: 64 }, () => noisyLine(random, 1000));
+    run.child.stdin.on('error', () => {});
+    run.child.stdin.write(Array.from({ length: 4096 }, (_, i) => `${i} ${noise[i % 64]}\n`).join(''));
+    // Keep stdin open; once uploads are going, ask it to stop...
+    await eventually(() => proxy.log.some((l) => l.operation === 'PutObject'), 'the first upload to start', 30_000);
+    run.child.kill('SIGTERM');
+    await eventually(() => run.stderr().includes('stopped reading stdin'), 'the first signal to be taken');
+    // ...and, while the slow upload goes on, insist.
+    const second = Date.now();
+    run.child.kill('SIGTERM');
+    const { code } = await run.exit;
+    t.is(code, 143);
+    t.true(Date.now() - second < 5_000, 'left at once');
+    t.regex(run.stderr(), /s3-sink: SIGTERM again: leaving now; not delivered: [1-9]\d* of [1-9]\d* events read/);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-check, when the upload fails', async (t) => {
+  const checked = await runCli(['--bucket', 'no-such-bucket', '--endpoint', env.s3.endpoint], 'a\nb\n');
+  t.is(checked.code, 1);
+  t.regex(checked.stderr, /^s3-sink: cannot write to bucket no-such-bucket: NoSuchBucket: .+ \(--no-check skips this check\)\n$/);
+  const unchecked = await runCli(['--bucket', 'no-such-bucket', '--endpoint', env.s3.endpoint, '--no-check', '--quiet'], 'a\nb\nc\n');
+  t.is(unchecked.code, 1);
+  t.regex(unchecked.stderr, /s3-sink: delivery failed: upload of s3:\/\/no-such-bucket\/\S+\.gz failed: NoSuchBucket: /);
+  t.regex(unchecked.stderr, /s3-sink: not delivered: 3 of 3 events read/);
+  t.false(unchecked.stderr.includes('S3RVER'), 'credentials are never printed');
+});
+
+test('the README\'s log shipper examples: Vector\'s and Fluent Bit\'s JSON lines fan out by their fields', async (t) => {
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const vectorArgs = ['--bucket', 'bucket', '--prefix', 'vector/{host}/'];
+  const fluentArgs = ['--bucket', 'bucket', '--prefix', 'k8s/{kubernetes.namespace_name}/'];
+  t.true(readme.includes(`vector --config vector.yaml | s3-sink ${vectorArgs.join(' ').replace('vector/{host}/', "'vector/{host}/'")}`), 'the README shows the Vector command');
+  t.true(readme.includes(`fluent-bit -q -c fluent-bit.conf | s3-sink ${fluentArgs.join(' ').replace('k8s/{kubernetes.namespace_name}/', "'k8s/{kubernetes.namespace_name}/'")}`), 'the README shows the Fluent Bit command');
+
+  // What Vector's console sink writes with `encoding.codec: json`.
+  const vectorOut = [
+    { file: '/var/log/app/a.log', host: 'web-1', message: 'GET / 200', source_type: 'file', timestamp: '2026-01-01T00:00:00.000000001Z' },
+    { file: '/var/log/app/a.log', host: 'web-2', message: 'GET /health 200', source_type: 'file', timestamp: '2026-01-01T00:00:00.100000001Z' },
+    { file: '/var/log/app/b.log', host: 'web-1', message: 'POST /login 302', source_type: 'file', timestamp: '2026-01-01T00:00:00.200000001Z' },
+  ].map((e) => JSON.stringify(e));
+  const vector = await runCli([...vectorArgs, '--endpoint', env.s3.endpoint], `${vectorOut.join('\n')}\n`);
+  t.is(vector.code, 0, vector.stderr);
+  t.deepEqual((await objectsUnder('vector/web-1/')).flatMap((o) => o.lines), [vectorOut[0], vectorOut[2]]);
+  t.deepEqual((await objectsUnder('vector/web-2/')).flatMap((o) => o.lines), [vectorOut[1]]);
+
+  // What Fluent Bit's stdout output writes with `Format json_lines`.
+  const fluentOut = [
+    { date: '2026-01-01T00:00:00.000000Z', log: 'started', stream: 'stdout', kubernetes: { namespace_name: 'prod', pod_name: 'api-1' } },
+    { date: '2026-01-01T00:00:01.000000Z', log: 'debug noise', stream: 'stderr', kubernetes: { namespace_name: 'staging', pod_name: 'api-2' } },
+  ].map((e) => JSON.stringify(e));
+  const fluent = await runCli([...fluentArgs, '--endpoint', env.s3.endpoint], `${fluentOut.join('\n')}\n`);
+  t.is(fluent.code, 0, fluent.stderr);
+  t.deepEqual((await objectsUnder('k8s/prod/')).flatMap((o) => o.lines), [fluentOut[0]]);
+  t.deepEqual((await objectsUnder('k8s/staging/')).flatMap((o) => o.lines), [fluentOut[1]]);
+});

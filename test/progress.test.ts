@@ -1,0 +1,59 @@
+import test from 'ava';
+import { Progress } from '../lib/cli/progress.js';
+import type { SinkStats } from '../lib/context.js';
+
+const stats = (over: Partial<SinkStats> = {}): SinkStats => ({
+  eventsIn: 0, eventsOut: 0, objects: 0, bytesIn: 0, bytesOut: 0, openBatches: 0, bufferedBytes: 0, peakBufferedBytes: 0, uploadsInFlight: 0, rejected: 0, unrouted: 0, ...over,
+});
+const receipt = { bucket: 'b', key: 'k/2026/01/01/00/x.gz', events: 3, bytes: 2048, compressedBytes: 100, parts: 1 };
+
+function capture(isTTY: boolean) {
+  const lines: string[] = [];
+  return { out: { isTTY, write: (text: string) => lines.push(text) }, lines };
+}
+
+test('on a TTY: one status line redrawn in place, no line per object', (t) => {
+  const { out, lines } = capture(true);
+  let current = stats();
+  const progress = new Progress(out, () => current, false);
+  current = stats({ eventsIn: 1000, bytesIn: 2_000_000, objects: 2, bufferedBytes: 3 * 1024 * 1024 });
+  progress.object(receipt);
+  progress.tick();
+  t.is(lines.length, 1);
+  t.regex(lines[0]!, /^\r\u001b\[Ks3-sink: \d+ events\/s, [\d.]+ MB\/s in, 2 objects written, 3.0 MiB buffered$/);
+  progress.finish();
+  t.is(lines[1], '\r\u001b[K', 'the status line is cleared before the summary');
+  t.regex(lines[2]!, /^s3-sink: done: 0 events in 2 objects/);
+});
+
+test('not on a TTY: a line per object and a summary', (t) => {
+  const { out, lines } = capture(false);
+  const progress = new Progress(out, () => stats({ eventsOut: 3, objects: 1, bytesIn: 2048, bytesOut: 100, rejected: 1 }), false);
+  progress.object(receipt);
+  progress.finish();
+  t.deepEqual(lines, [
+    's3-sink: wrote s3://b/k/2026/01/01/00/x.gz (3 events, 2.0 KiB → 100 B)\n',
+    lines[1]!,
+  ]);
+  t.regex(lines[1]!, /^s3-sink: done: 3 events in 1 objects, 2.0 KiB in → 100 B gzipped, [\d.]+ s; 1 rejected\n$/);
+});
+
+test('quiet: nothing but notes', (t) => {
+  const { out, lines } = capture(true);
+  const progress = new Progress(out, () => stats(), true);
+  progress.start();
+  progress.object(receipt);
+  progress.rejected({ code: 'X', reason: 'r', head: 'h' });
+  progress.note('SIGTERM: stopped reading stdin');
+  progress.finish();
+  t.deepEqual(lines, ['s3-sink: SIGTERM: stopped reading stdin\n']);
+});
+
+test('rejections: the first ten are shown, the rest counted', (t) => {
+  const { out, lines } = capture(false);
+  const progress = new Progress(out, () => stats(), false);
+  for (let i = 0; i < 15; i++) progress.rejected({ code: 'ERR_S3SINK_LINE_TOO_LONG', reason: `line ${i} too long`, head: 'xxx' });
+  t.is(lines.length, 10);
+  t.is(lines[0], 's3-sink: rejected: line 0 too long: "xxx"\n');
+  t.regex(lines[9]!, /further rejections are only counted/);
+});
