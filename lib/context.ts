@@ -1,7 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { S3Client } from '@aws-sdk/client-s3';
+import { DeadLetterDir, type DeadLetter } from './deadLetter.js';
+import { OptionError } from './errors.js';
 import { Ledger } from './ledger.js';
 import { resolveOptions, type ResolvedOptions, type SinkOptions } from './options.js';
+import { Transport, type RetryInfo } from './transport.js';
 
 /** One per completed object (the `'object'` event). */
 export interface Receipt {
@@ -51,11 +54,39 @@ export interface SinkStats {
   rejected: number;
   /** Events sent to `deadLetterPrefix` because their templated prefix could not be filled. */
   unrouted: number;
+  /** Requests retried (see the `'retry'` event). */
+  retries: number;
+  /** Batches given up on and written to the `deadLetter` directory. */
+  deadLettered: number;
+  /** Events in those batches. */
+  deadLetteredEvents: number;
+  /** Multipart uploads left behind by earlier runs and aborted by the orphan sweep. */
+  orphansAborted: number;
+}
+
+/** Something the operator should know that did not stop delivery (the `'warning'` event). */
+export interface SinkWarning {
+  /** Stable: `S3SINK_NO_ABORT`, `S3SINK_ABORT_FAILED`, `S3SINK_NO_LIST_UPLOADS`, `S3SINK_SWEEP_FAILED`. */
+  code: string;
+  message: string;
+}
+
+/** The orphan sweep's result (the `'swept'` event). */
+export interface SweepResult {
+  bucket: string;
+  prefixes: string[];
+  /** Multipart uploads in the sink's format older than the threshold. */
+  found: number;
+  aborted: number;
 }
 
 export interface SinkEvents {
   object: [Receipt];
   rejected: [Rejection];
+  retry: [RetryInfo];
+  'dead-letter': [DeadLetter];
+  warning: [SinkWarning];
+  swept: [SweepResult];
 }
 
 type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes'>;
@@ -80,8 +111,17 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     uploadsInFlight: 0,
     rejected: 0,
     unrouted: 0,
+    retries: 0,
+    deadLettered: 0,
+    deadLetteredEvents: 0,
+    orphansAborted: 0,
   };
+  /** Every request of the sink goes through it: timeouts, retries, the abort signal. */
+  readonly transport: Transport;
+  /** Where given-up batches go, when the `deadLetter` option is set. */
+  readonly deadLetters: DeadLetterDir | null;
   readonly #ownsClient: boolean;
+  readonly #warned = new Set<string>();
   #warnedRejection = false;
   #disposed = false;
 
@@ -89,8 +129,24 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     super();
     this.options = resolveOptions(options);
     this.#ownsClient = this.options.client === undefined;
-    this.client = this.options.client ?? new S3Client(this.options.s3 ?? {});
+    // The transport retries; the SDK's own retry layer would multiply attempts.
+    this.client = this.options.client ?? new S3Client({ maxAttempts: 1, ...this.options.s3 });
     this.ledger = new Ledger(this.options.maxBufferedBytes);
+    this.transport = new Transport(this.client, this.options.retry, this.options.requestTimeoutMs, (info) => {
+      this.counters.retries += 1;
+      this.emit('retry', info);
+    });
+    this.deadLetters = this.options.deadLetter === undefined ? null : deadLetterDir(this.options.deadLetter);
+  }
+
+  /** Reports something the operator should know; `once` keys a warning that is said only the first time. Without a listener it becomes a process warning. */
+  warn(code: string, message: string, once = false): void {
+    if (once) {
+      if (this.#warned.has(code)) return;
+      this.#warned.add(code);
+    }
+    if (this.listenerCount('warning') > 0) this.emit('warning', { code, message });
+    else process.emitWarning(`s3-sink: ${message}`, { code });
   }
 
   stats(): SinkStats {
@@ -115,6 +171,14 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     if (this.#disposed) return;
     this.#disposed = true;
     if (this.#ownsClient) this.client.destroy();
+  }
+}
+
+function deadLetterDir(path: string): DeadLetterDir {
+  try {
+    return new DeadLetterDir(path);
+  } catch (err) {
+    throw new OptionError('deadLetter', path, `a directory that can be created and written (${(err as Error).message})`);
   }
 }
 

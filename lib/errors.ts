@@ -31,7 +31,9 @@ export class UploadError extends S3SinkError {
 
   constructor(bucket: string, key: string, cause: unknown) {
     const s3Code = s3ErrorCode(cause);
-    super('ERR_S3SINK_UPLOAD', `upload of s3://${bucket}/${key} failed: ${s3Code}: ${messageOf(cause)}`, { cause });
+    const attempts = (cause as { attempts?: unknown } | null)?.attempts;
+    const after = typeof attempts === 'number' && attempts > 1 ? ` after ${attempts} attempts` : '';
+    super('ERR_S3SINK_UPLOAD', `upload of s3://${bucket}/${key} failed${after}: ${s3Code}: ${messageOf(cause)}`, { cause });
     this.bucket = bucket;
     this.key = key;
     this.s3Code = s3Code;

@@ -1,5 +1,9 @@
 export { s3Sink, composeSink, S3Sink } from './sink.js';
-export { sinkContext, SinkContext, type Receipt, type Rejection, type SinkStats } from './context.js';
+export { sinkContext, SinkContext, type Receipt, type Rejection, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
+export type { DeadLetter } from './deadLetter.js';
+export { sweepOrphans } from './multipart.js';
+export { DEFAULT_RETRY, backoffDelay, classify, type RetryPolicy } from './retry.js';
+export type { RetryInfo } from './transport.js';
 export { DEFAULTS, type SinkOptions, type ResolvedOptions } from './options.js';
 export { parse, LineParser, RecordParser } from './stages/parse.js';
 export { keyBy, KeyBy } from './stages/keyBy.js';

@@ -2,6 +2,7 @@ import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
 import { MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { compileTemplate, type PrefixTemplate } from './template.js';
 
 const KiB = 1024;
@@ -108,6 +109,37 @@ export interface SinkOptions {
   maxLineBytes?: number;
   /** gzip level, 0 (store) to 9 (smallest). Default: 6. Memory: none (same state at every level). */
   gzipLevel?: number;
+  /**
+   * How requests that fail in a way that can pass (5xx, SlowDown, throttling,
+   * timeouts, broken connections) are retried: `attempts` tries in all, waiting
+   * `random × min(capMs, baseMs × 2^(n-1))` before retry n. Permanent failures
+   * (403, NoSuchBucket, InvalidAccessKeyId, ...) are never retried.
+   * Default: `{ attempts: 10, baseMs: 200, capMs: 20_000 }`. Memory: a part is
+   * held while it is retried (it is within the budget already).
+   */
+  retry?: Partial<RetryPolicy>;
+  /**
+   * An attempt that has not been answered within this many ms is cut off and
+   * retried (a part of `partSize` must go up within it).
+   * Default: 120 000. Memory: none.
+   */
+  requestTimeoutMs?: number;
+  /**
+   * A local directory for batches whose upload was given up on: each is
+   * written there as the same .gz object under the same key, with a JSON
+   * sidecar naming bucket, key, error and time, and the sink goes on. Without
+   * it, a given-up upload fails the sink. While a batch uploads, a copy of its
+   * gzip bytes is kept in `DIR/.spool/` and deleted when the object is complete.
+   * Default: none. Memory: none (disk: the objects being uploaded).
+   */
+  deadLetter?: string;
+  /**
+   * At start, abort multipart uploads in the default bucket under the sink's
+   * prefixes that are older than this many ms and whose keys are in the
+   * sink's format (left behind by a crash). At least 10 minutes.
+   * Default: off. Memory: none.
+   */
+  sweepOrphans?: number | false;
   /** Time source for windows, key timestamps and the window timer (tests inject one). Default: the system clock. Memory: none. */
   clock?: Clock;
 }
@@ -131,6 +163,12 @@ export interface ResolvedOptions {
   readonly maxObjectBytes: number;
   readonly maxLineBytes: number;
   readonly gzipLevel: number;
+  readonly retry: RetryPolicy;
+  readonly requestTimeoutMs: number;
+  readonly deadLetter: string | undefined;
+  readonly sweepOrphans: number | false;
+  /** The part of the prefix before its first placeholder, normalised (where the orphan sweep looks). */
+  readonly prefixRoot: string;
   readonly clock: Clock;
 }
 
@@ -146,13 +184,15 @@ export const DEFAULTS = Object.freeze({
   maxObjectBytes: 1 * GiB,
   maxLineBytes: 1 * MiB,
   gzipLevel: 6,
+  requestTimeoutMs: 120_000,
 });
 
 const CANNED_ACLS: readonly string[] = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
 
 const KNOWN = new Set<string>([
   'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'acl', 'input', 'windowMs', 'partSize', 'queueSize',
-  'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'clock',
+  'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'retry', 'requestTimeoutMs',
+  'deadLetter', 'sweepOrphans', 'clock',
 ]);
 
 /** Most bytes gzip can make of `n` input bytes (zlib's deflateBound for a gzip wrapper, rounded up). */
@@ -217,6 +257,11 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   const lineDefault = Math.max(1, Math.min(DEFAULTS.maxLineBytes, Math.floor(maxBufferedBytes / 4), maxObjectBytes - 1));
   const maxLineBytes = int('maxLineBytes', o.maxLineBytes, lineDefault, 1, 256 * MiB);
   const gzipLevel = int('gzipLevel', o.gzipLevel, DEFAULTS.gzipLevel, 0, 9);
+  const retry = resolveRetry(o.retry);
+  const requestTimeoutMs = int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 100, 3_600_000);
+  if (o.deadLetter !== undefined && (typeof o.deadLetter !== 'string' || o.deadLetter === '')) throw new OptionError('deadLetter', o.deadLetter, 'a directory path');
+  const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : int('sweepOrphans', o.sweepOrphans, 0, 10 * 60_000, 365 * 24 * 3_600_000);
+  if (sweepOrphans !== false && o.bucket === undefined) throw new OptionError('sweepOrphans', o.sweepOrphans, 'a default bucket to sweep (the bucket option)');
 
   if (maxLineBytes + 1 > maxObjectBytes) {
     throw new OptionError('maxLineBytes', maxLineBytes, `less than maxObjectBytes (${maxObjectBytes}): a line must fit in an object`);
@@ -251,8 +296,26 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     maxObjectBytes,
     maxLineBytes,
     gzipLevel,
+    retry,
+    requestTimeoutMs,
+    deadLetter: o.deadLetter,
+    sweepOrphans,
+    prefixRoot: normalizePrefix(rawPrefix.split('{')[0] as string),
     clock,
   });
+}
+
+function resolveRetry(value: unknown): RetryPolicy {
+  if (value === undefined) return DEFAULT_RETRY;
+  if (value === null || typeof value !== 'object') throw new OptionError('retry', value, 'an object { attempts?, baseMs?, capMs? }');
+  const r = value as Partial<RetryPolicy>;
+  for (const name of Object.keys(r)) {
+    if (name !== 'attempts' && name !== 'baseMs' && name !== 'capMs') throw new OptionError(`retry.${name}`, (r as Record<string, unknown>)[name], 'no such field; retry has attempts, baseMs and capMs');
+  }
+  const attempts = int('retry.attempts', r.attempts, DEFAULT_RETRY.attempts, 1, 100);
+  const baseMs = int('retry.baseMs', r.baseMs, DEFAULT_RETRY.baseMs, 1, 60_000);
+  const capMs = int('retry.capMs', r.capMs, Math.max(baseMs, DEFAULT_RETRY.capMs), baseMs, 3_600_000);
+  return Object.freeze({ attempts, baseMs, capMs });
 }
 
 function int(name: string, value: unknown, fallback: number, min: number, max: number): number {

@@ -1,5 +1,7 @@
 import { finished, pipeline, Writable, type Duplex } from 'node:stream';
-import { sinkContext, type Receipt, type Rejection, type SinkContext, type SinkStats } from './context.js';
+import { sinkContext, type Receipt, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
+import type { DeadLetter } from './deadLetter.js';
+import { sweepOrphans } from './multipart.js';
 import type { SinkOptions } from './options.js';
 import { gzip } from './stages/gzip.js';
 import { join } from './stages/join.js';
@@ -7,6 +9,7 @@ import { keyBy } from './stages/keyBy.js';
 import { parse } from './stages/parse.js';
 import { upload } from './stages/upload.js';
 import { window } from './stages/window.js';
+import type { RetryInfo } from './transport.js';
 
 /**
  * The sink: the stages composed into one Writable.
@@ -18,9 +21,17 @@ import { window } from './stages/window.js';
 export interface S3Sink {
   on(event: 'object', listener: (receipt: Receipt) => void): this;
   on(event: 'rejected', listener: (rejection: Rejection) => void): this;
+  on(event: 'retry', listener: (retry: RetryInfo) => void): this;
+  on(event: 'dead-letter', listener: (letter: DeadLetter) => void): this;
+  on(event: 'warning', listener: (warning: SinkWarning) => void): this;
+  on(event: 'swept', listener: (result: SweepResult) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'object', listener: (receipt: Receipt) => void): this;
   once(event: 'rejected', listener: (rejection: Rejection) => void): this;
+  once(event: 'retry', listener: (retry: RetryInfo) => void): this;
+  once(event: 'dead-letter', listener: (letter: DeadLetter) => void): this;
+  once(event: 'warning', listener: (warning: SinkWarning) => void): this;
+  once(event: 'swept', listener: (result: SweepResult) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
@@ -31,6 +42,8 @@ export class S3Sink extends Writable {
   readonly #tail: Writable;
   #chainError: Error | null = null;
   readonly #chainDone: Promise<void>;
+  readonly #sweepAbort = new AbortController();
+  readonly #sweep: Promise<unknown>;
   #warnedRejection = false;
 
   constructor(ctx: SinkContext, stages: readonly (Duplex | Writable)[]) {
@@ -50,6 +63,15 @@ export class S3Sink extends Writable {
     });
     ctx.on('object', (receipt) => this.emit('object', receipt));
     ctx.on('rejected', (rejection) => this.#forwardRejection(rejection));
+    ctx.on('retry', (retry) => this.emit('retry', retry));
+    ctx.on('dead-letter', (letter) => this.emit('dead-letter', letter));
+    ctx.on('swept', (result) => this.emit('swept', result));
+    ctx.on('warning', (warning) => {
+      if (this.listenerCount('warning') > 0) this.emit('warning', warning);
+      else process.emitWarning(`s3-sink: ${warning.message}`, { code: warning.code });
+    });
+    // Runs beside the first uploads; the sink finishes only after it.
+    this.#sweep = sweepOrphans(ctx, this.#sweepAbort.signal);
   }
 
   /** Ends the input and resolves when every event is in S3 (rejects with the error that stopped it). */
@@ -69,13 +91,14 @@ export class S3Sink extends Writable {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#head.end();
-    this.#chainDone.then(() => {
+    Promise.all([this.#chainDone, this.#sweep]).then(() => {
       this.context.dispose();
       callback(this.#chainError);
     });
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#sweepAbort.abort();
     for (const stage of this.#stages) if (!stage.destroyed) stage.destroy(error ?? undefined);
     // The uploader's destroy aborts multipart uploads; wait for it before the client goes.
     finished(this.#tail, () => {

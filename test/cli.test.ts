@@ -1,5 +1,8 @@
 import test from 'ava';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { parseKey } from '../lib/key.js';
 import { runCli, startCli } from './helpers/cli.js';
 import { noisyLine, prng } from './helpers/data.js';
@@ -176,6 +179,20 @@ test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-
   t.regex(unchecked.stderr, /s3-sink: delivery failed: upload of s3:\/\/no-such-bucket\/\S+\.gz failed: NoSuchBucket: /);
   t.regex(unchecked.stderr, /s3-sink: not delivered: 3 of 3 events read/);
   t.false(unchecked.stderr.includes('S3RVER'), 'credentials are never printed');
+});
+
+test('--dead-letter-dir: a batch S3 refuses is written there with its sidecar, the rest is delivered, and the run exits 1 saying so', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-cli-dead-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const input = `${JSON.stringify({ dest: 'ok', n: 1 })}\n${JSON.stringify({ dest: 'ok', n: 2 })}\n`;
+  const { code, stderr } = await runCli(['--bucket', 'no-such-bucket', '--prefix', 'p/', '--endpoint', env.s3.endpoint, '--no-check', '--dead-letter-dir', dir], input);
+  t.is(code, 1);
+  const match = /s3-sink: dead letter: s3:\/\/no-such-bucket\/(p\/\S+\.gz) \(2 events\) written to (\S+): NoSuchBucket\n/.exec(stderr);
+  t.truthy(match, stderr);
+  t.is(match![2], join(dir, 'no-such-bucket', ...match![1]!.split('/')));
+  t.is(gunzipSync(await readFile(match![2]!)).toString(), input);
+  t.regex(stderr, /; 2 events in 1 dead letters on disk\n/);
+  t.regex(stderr, new RegExp(`s3-sink: 1 batches could not be delivered and are in ${dir}\n`));
 });
 
 test('the README\'s log shipper examples: Vector\'s and Fluent Bit\'s JSON lines fan out by their fields', async (t) => {

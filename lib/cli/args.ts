@@ -57,8 +57,17 @@ Batching and memory:
   --max-line N             longest line; longer ones are reported and skipped (default: 1MiB)
   --gzip-level L           0 (store) to 9 (default: 6)
 
+Failures:
+  --dead-letter-dir DIR    batches whose upload is given up on are written there (same key,
+                           .gz, with a .json sidecar) and delivery goes on; exit 1 at the end
+  --retry-attempts N       tries per request for failures that can pass (default: 10)
+  --retry-base D           first backoff ceiling, doubled per retry, full jitter (default: 200ms)
+  --retry-cap D            largest backoff ceiling (default: 20s)
+  --request-timeout D      an attempt not answered within D is cut off and retried (default: 2m)
+  --sweep-orphans AGE      at start, abort this sink's multipart uploads older than AGE (e.g. 24h)
+
 Output:
-  --quiet                  no progress on stderr (errors still print)
+  --quiet                  no progress on stderr (errors, warnings and dead letters still print)
 
 Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
@@ -85,6 +94,12 @@ const FLAGS = {
   'max-buffered': { type: 'string' },
   'max-line': { type: 'string' },
   'gzip-level': { type: 'string' },
+  'dead-letter-dir': { type: 'string' },
+  'retry-attempts': { type: 'string' },
+  'retry-base': { type: 'string' },
+  'retry-cap': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'sweep-orphans': { type: 'string' },
   principal: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -105,6 +120,12 @@ export const FLAG_OF: Record<string, string> = {
   maxLineBytes: '--max-line',
   gzipLevel: '--gzip-level',
   acl: '--acl',
+  deadLetter: '--dead-letter-dir',
+  'retry.attempts': '--retry-attempts',
+  'retry.baseMs': '--retry-base',
+  'retry.capMs': '--retry-cap',
+  requestTimeoutMs: '--request-timeout',
+  sweepOrphans: '--sweep-orphans',
 };
 
 export function parseCommand(argv: readonly string[]): Command {
@@ -146,6 +167,14 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['max-uploads'] !== undefined) sink.maxUploads = count('--max-uploads', values['max-uploads']);
   if (values['gzip-level'] !== undefined) sink.gzipLevel = count('--gzip-level', values['gzip-level'], 0);
   if (values.acl !== undefined) sink.acl = values.acl as ObjectCannedACL;
+  if (values['dead-letter-dir'] !== undefined) sink.deadLetter = values['dead-letter-dir'];
+  if (values['request-timeout'] !== undefined) sink.requestTimeoutMs = duration('--request-timeout', values['request-timeout']);
+  if (values['sweep-orphans'] !== undefined) sink.sweepOrphans = duration('--sweep-orphans', values['sweep-orphans']);
+  const retry: { attempts?: number; baseMs?: number; capMs?: number } = {};
+  if (values['retry-attempts'] !== undefined) retry.attempts = count('--retry-attempts', values['retry-attempts']);
+  if (values['retry-base'] !== undefined) retry.baseMs = duration('--retry-base', values['retry-base']);
+  if (values['retry-cap'] !== undefined) retry.capMs = duration('--retry-cap', values['retry-cap']);
+  if (Object.keys(retry).length > 0) sink.retry = retry;
   let checksum: RunCommand['checksum'];
   if (values.checksum !== undefined) {
     const mode = values.checksum.toLowerCase().replace(/-/g, '_');

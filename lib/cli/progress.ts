@@ -1,4 +1,5 @@
-import type { Receipt, Rejection, SinkStats } from '../context.js';
+import type { Receipt, Rejection, SinkStats, SinkWarning, SweepResult } from '../context.js';
+import type { DeadLetter } from '../deadLetter.js';
 import { formatBytes } from './units.js';
 
 /**
@@ -53,6 +54,21 @@ export class Progress {
     this.#line(`rejected: ${rejection.reason}: ${JSON.stringify(rejection.head)}${more}`);
   }
 
+  /** A batch given up on: always said (it is not in S3). */
+  deadLetter(letter: DeadLetter): void {
+    this.#line(`dead letter: s3://${letter.bucket}/${letter.key} (${letter.events} events) written to ${letter.path}: ${letter.code}`);
+  }
+
+  /** Always said: the operator should know. */
+  warning(warning: SinkWarning): void {
+    this.#line(`warning: ${warning.message}`);
+  }
+
+  swept(result: SweepResult): void {
+    if (this.#quiet) return;
+    this.#line(`orphan sweep of s3://${result.bucket} (${result.prefixes.map((p) => p || '/').join(', ')}): aborted ${result.aborted} of ${result.found} multipart uploads left behind`);
+  }
+
   /** A line that prints even with --quiet (signals, failures). */
   note(text: string): void {
     this.#line(text);
@@ -68,14 +84,21 @@ export class Progress {
     }
     const s = this.#stats();
     const seconds = (performance.now() - this.#started) / 1000;
-    const extra = [s.rejected ? `${s.rejected} rejected` : '', s.unrouted ? `${s.unrouted} to the dead-letter prefix` : ''].filter(Boolean).join(', ');
+    const extra = [
+      s.rejected ? `${s.rejected} rejected` : '',
+      s.unrouted ? `${s.unrouted} to the dead-letter prefix` : '',
+      s.retries ? `${s.retries} retries` : '',
+      s.deadLettered ? `${s.deadLetteredEvents} events in ${s.deadLettered} dead letters on disk` : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
     this.#line(`done: ${s.eventsOut} events in ${s.objects} objects, ${formatBytes(s.bytesIn)} in → ${formatBytes(s.bytesOut)} gzipped, ${seconds.toFixed(1)} s${extra ? `; ${extra}` : ''}`);
   }
 
   /** What was accepted but is not in S3, for failures and hard exits. */
   undelivered(): string {
     const s = this.#stats();
-    const lost = s.eventsIn - s.eventsOut - s.rejected;
+    const lost = s.eventsIn - s.eventsOut - s.rejected - s.deadLetteredEvents;
     return `not delivered: ${Math.max(0, lost)} of ${s.eventsIn} events read (${s.openBatches} batches open, ${formatBytes(s.bufferedBytes)} buffered, ${s.uploadsInFlight} uploads cut off)`;
   }
 

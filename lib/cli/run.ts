@@ -110,6 +110,9 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     progress.object(receipt);
   });
   sink.on('rejected', (rejection) => progress.rejected(rejection));
+  sink.on('dead-letter', (letter) => progress.deadLetter(letter));
+  sink.on('warning', (warning) => progress.warning(warning));
+  sink.on('swept', (result) => progress.swept(result));
 
   const client = sink.context.client;
   try {
@@ -152,7 +155,10 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     await new Promise<void>((resolve, reject) => finished(sink, { readable: false }, (err) => (err ? reject(err) : resolve())));
     if (gate.dropped > 0) progress.note(`input stopped inside a line: its first ${gate.dropped} bytes were read and not delivered`);
     progress.finish();
-    return { code: 0, receipts };
+    // Kept on disk, but not in S3: the caller should know.
+    const { deadLettered } = sink.stats();
+    if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.deadLetters?.root}`);
+    return { code: deadLettered > 0 ? 1 : 0, receipts };
   } catch (err) {
     progress.finish();
     progress.note(`delivery failed: ${messageOf(err)}`);
@@ -167,7 +173,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
 /** Fails fast when the bucket is missing or the credentials are refused; `null` when it looks usable. */
 async function checkBucket(sink: S3Sink, bucket: string): Promise<{ fatal: boolean; problem: string } | null> {
   try {
-    await sink.context.client.send(new GetBucketLocationCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(30_000) });
+    await sink.context.transport.send(new GetBucketLocationCommand({ Bucket: bucket }));
     return null;
   } catch (err) {
     const code = s3ErrorCode(err);

@@ -1,4 +1,5 @@
 import { Duplex } from 'node:stream';
+import { availableParallelism } from 'node:os';
 import zlib from 'node:zlib';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
@@ -20,6 +21,8 @@ export function gzip(ctx: SinkContext): Gzip {
 }
 
 const CHUNK = 64 * 1024;
+/** One-shot compressions running at once: enough to keep libuv's thread pool busy. */
+const ONE_SHOTS_AT_ONCE = Math.max(4, availableParallelism());
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
 
@@ -41,6 +44,7 @@ export class Gzip extends Duplex {
   readonly #states = new Map<Batch, State>();
   #paused = false;
   #oneShots = 0;
+  readonly #oneShotQueue: State[] = [];
   #onFinished: (() => void) | null = null;
 
   constructor(ctx: SinkContext) {
@@ -145,19 +149,34 @@ export class Gzip extends Duplex {
       state.stream.end();
       return;
     }
-    const raw = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
-    state.pending = [];
-    this.#oneShots += 1;
-    zlib.gzip(raw, { level: this.#ctx.options.gzipLevel }, (err, compressed) => {
-      this.#oneShots -= 1;
-      if (this.destroyed) return;
-      if (err) {
-        this.destroy(err);
-        return;
-      }
-      this.#emit(batch, raw.length, compressed);
-      this.#finish(batch);
-    });
+    this.#oneShotQueue.push(state);
+    this.#runOneShots();
+  }
+
+  /**
+   * Compresses ended small batches in one call each, a few at a time: each
+   * call holds a compressor's memory while it runs, and thousands of batches
+   * can end at the same instant (a window closing over a wide fan-out).
+   */
+  #runOneShots(): void {
+    while (this.#oneShots < ONE_SHOTS_AT_ONCE && this.#oneShotQueue.length > 0) {
+      const state = this.#oneShotQueue.shift() as State;
+      const { batch } = state;
+      const raw = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
+      state.pending = [];
+      this.#oneShots += 1;
+      zlib.gzip(raw, { level: this.#ctx.options.gzipLevel }, (err, compressed) => {
+        this.#oneShots -= 1;
+        if (this.destroyed) return;
+        if (err) {
+          this.destroy(err);
+          return;
+        }
+        this.#emit(batch, raw.length, compressed);
+        this.#finish(batch);
+        this.#runOneShots();
+      });
+    }
   }
 
   #emit(batch: Batch, raw: number, compressed: Buffer): void {
@@ -175,7 +194,7 @@ export class Gzip extends Duplex {
   }
 
   #maybeFinished(): void {
-    if (this.#onFinished && this.#states.size === 0 && this.#oneShots === 0) {
+    if (this.#onFinished && this.#states.size === 0 && this.#oneShots === 0 && this.#oneShotQueue.length === 0) {
       const done = this.#onFinished;
       this.#onFinished = null;
       done();

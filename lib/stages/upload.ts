@@ -1,9 +1,13 @@
+import { setMaxListeners } from 'node:events';
 import { PassThrough, Writable } from 'node:stream';
 import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
-import { UploadError } from '../errors.js';
+import type { SpoolFile } from '../deadLetter.js';
+import { messageOf, UploadError } from '../errors.js';
+import { abortMultipartUpload } from '../multipart.js';
+import type { Command } from '../transport.js';
 
 /**
  * Stage 6 (a Writable): `BytesPiece`s (gzip) → S3 objects.
@@ -16,6 +20,10 @@ import { UploadError } from '../errors.js';
  *
  * A write to a running upload calls back only when its body accepts more:
  * with S3 slow, this is where backpressure starts.
+ *
+ * Requests go through the context's transport (timeouts, retries). An upload
+ * given up on is aborted (AbortMultipartUpload) and, with a `deadLetter`
+ * directory, written there in full; without one it fails the sink.
  */
 export function upload(ctx: SinkContext): Uploader {
   return new Uploader(ctx);
@@ -39,6 +47,10 @@ interface Job {
   body: PassThrough | null;
   upload: Upload | null;
   uploadId: string | null;
+  /** The copy for the dead-letter directory, while it uploads. */
+  spool: SpoolFile | null;
+  /** Why the upload was given up on; the rest of the batch then goes to the spool only. */
+  failure: unknown;
 }
 
 export class Uploader extends Writable {
@@ -52,37 +64,38 @@ export class Uploader extends Writable {
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
     this.#ctx = ctx;
+    // Every request in flight listens to it (and stops listening when done): up to maxUploads × queueSize at once.
+    setMaxListeners(0, this.#abort.signal);
   }
 
   override _write(piece: BytesPiece, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const job = this.#job(piece.batch);
     if ('end' in piece) {
-      job.ended = true;
-      if (job.body) job.body.end();
-      else this.#requestStart(job);
+      this.#end(job);
       callback();
       return;
     }
     job.compressed += piece.data.length;
+    if (job.failure !== null) {
+      // Given up on: the rest of the batch goes to its dead letter.
+      this.#ctx.ledger.release(job.batch, piece.data.length);
+      waitFor([job.spool?.write(piece.data) === false ? job.spool : null], callback);
+      return;
+    }
     if (!job.body) {
       job.pending.push(piece.data);
       if (job.compressed > this.#ctx.options.partSize) this.#requestStart(job);
       callback();
       return;
     }
-    const accepted = job.body.write(piece.data);
+    const bodyFull = !job.body.write(piece.data);
+    const spoolFull = job.spool !== null && !job.spool.write(piece.data);
     this.#reportInParts(job);
-    if (accepted) callback();
-    else job.body.once('drain', () => callback());
+    waitFor([bodyFull ? job.body : null, spoolFull ? job.spool : null], callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    for (const job of this.#jobs.values()) {
-      if (job.ended) continue;
-      job.ended = true;
-      if (job.body) job.body.end();
-      else this.#requestStart(job);
-    }
+    for (const job of this.#jobs.values()) if (!job.ended) this.#end(job);
     this.#onIdle = () => callback();
     this.#maybeIdle();
   }
@@ -95,31 +108,29 @@ export class Uploader extends Writable {
     for (const job of cutOff) {
       job.body?.destroy();
       void job.upload?.abort();
+      job.spool?.abandon();
       this.#ctx.ledger.settle(job.batch);
     }
     this.#ctx.ledger.wake();
-    const multipart = cutOff.filter((job) => job.uploadId !== null);
-    if (multipart.length === 0) {
-      callback(error);
-      return;
-    }
-    // Never leave a multipart upload behind to bill the user.
-    Promise.allSettled(
-      multipart.map((job) =>
-        this.#ctx.client.send(new AbortMultipartUploadCommand({ Bucket: job.batch.bucket, Key: job.batch.key, UploadId: job.uploadId as string }), {
-          abortSignal: AbortSignal.timeout(ABORT_TIMEOUT_MS),
-        }),
-      ),
-    ).then(() => callback(error));
+    // Never leave a multipart upload behind to bill the user; but do not hold a destroy up for long.
+    const deadline = AbortSignal.timeout(ABORT_TIMEOUT_MS);
+    Promise.all(cutOff.filter((job) => job.uploadId !== null).map((job) => this.#abortMultipart(job.batch, job.uploadId as string, deadline))).then(() => callback(error));
   }
 
   #job(batch: Batch): Job {
     let job = this.#jobs.get(batch);
     if (!job) {
-      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null };
+      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null, spool: null, failure: null };
       this.#jobs.set(batch, job);
     }
     return job;
+  }
+
+  #end(job: Job): void {
+    job.ended = true;
+    if (job.failure !== null) this.#deadLetter(job);
+    else if (job.body) job.body.end();
+    else this.#requestStart(job);
   }
 
   #requestStart(job: Job): void {
@@ -133,17 +144,21 @@ export class Uploader extends Writable {
   }
 
   #start(job: Job): void {
-    const { options, counters, ledger } = this.#ctx;
+    const { options, counters, ledger, deadLetters } = this.#ctx;
     this.#running += 1;
     counters.uploadsInFlight += 1;
     job.queued = false;
     const body = new PassThrough({ highWaterMark: BODY_BUFFER });
     job.body = body;
-    for (const data of job.pending) body.write(data);
+    job.spool = deadLetters?.open(job.batch) ?? null;
+    for (const data of job.pending) {
+      body.write(data);
+      job.spool?.write(data);
+    }
     job.pending = [];
     if (job.ended) body.end();
     const upload = new Upload({
-      client: this.#transport(job),
+      client: this.#client(job),
       params: { Bucket: job.batch.bucket, Key: job.batch.key, Body: body, ContentType: 'application/gzip', ...(options.acl ? { ACL: options.acl } : {}) },
       partSize: options.partSize,
       queueSize: options.queueSize,
@@ -173,12 +188,13 @@ export class Uploader extends Writable {
     this.#ctx.ledger.setInParts(job.batch, Math.max(0, full - job.acked));
   }
 
-  #completed(job: Job): void {
+  async #completed(job: Job): Promise<void> {
+    if (this.#jobs.get(job.batch) !== job) return;
+    await job.spool?.discard();
     if (this.#jobs.get(job.batch) !== job) return;
     const { counters, ledger } = this.#ctx;
     this.#jobs.delete(job.batch);
-    this.#running -= 1;
-    counters.uploadsInFlight -= 1;
+    this.#uploadDone();
     counters.objects += 1;
     counters.eventsOut += job.batch.events;
     counters.bytesOut += job.compressed;
@@ -191,13 +207,55 @@ export class Uploader extends Writable {
       compressedBytes: job.compressed,
       parts: Math.max(1, job.parts),
     });
-    while (this.#running < this.#ctx.options.maxUploads && this.#queue.length > 0) this.#start(this.#queue.shift() as Job);
     this.#maybeIdle();
   }
 
   #failed(job: Job, err: unknown): void {
     if (this.destroyed || this.#jobs.get(job.batch) !== job) return;
-    this.destroy(new UploadError(job.batch.bucket, job.batch.key, err));
+    if (!job.spool) {
+      this.destroy(new UploadError(job.batch.bucket, job.batch.key, err));
+      return;
+    }
+    job.failure = err;
+    job.body?.destroy();
+    this.#uploadDone();
+    if (job.ended) this.#deadLetter(job);
+  }
+
+  /** The whole batch is in its spool: it becomes a dead letter. */
+  #deadLetter(job: Job): void {
+    const { batch } = job;
+    const failure = new UploadError(batch.bucket, batch.key, job.failure);
+    (job.spool as SpoolFile)
+      .commit({
+        bucket: batch.bucket,
+        key: batch.key,
+        code: failure.s3Code,
+        error: failure.message,
+        time: new Date(this.#ctx.options.clock.now()).toISOString(),
+        events: batch.events,
+        bytes: batch.bytes,
+        compressedBytes: job.compressed,
+      })
+      .then(
+        (letter) => {
+          if (this.#jobs.get(batch) !== job) return;
+          this.#jobs.delete(batch);
+          this.#ctx.ledger.settle(batch);
+          this.#ctx.counters.deadLettered += 1;
+          this.#ctx.counters.deadLetteredEvents += batch.events;
+          this.#ctx.emit('dead-letter', letter);
+          this.#maybeIdle();
+        },
+        (err: unknown) => this.destroy(new UploadError(batch.bucket, batch.key, new Error(`${failure.message}; and writing its dead letter failed: ${messageOf(err)}`, { cause: job.failure }))),
+      );
+  }
+
+  /** A running upload finished (either way): its slot goes to the next in line. */
+  #uploadDone(): void {
+    this.#running -= 1;
+    this.#ctx.counters.uploadsInFlight -= 1;
+    while (this.#running < this.#ctx.options.maxUploads && this.#queue.length > 0) this.#start(this.#queue.shift() as Job);
   }
 
   #maybeIdle(): void {
@@ -208,19 +266,48 @@ export class Uploader extends Writable {
     }
   }
 
+  #abortMultipart(batch: Batch, uploadId: string, signal?: AbortSignal): Promise<boolean> {
+    return abortMultipartUpload(this.#ctx, batch.bucket, batch.key, uploadId, signal);
+  }
+
   /**
-   * The client lib-storage talks to: every request carries the sink's abort
-   * signal (lib-storage passes none, so `destroy` could not cut requests off
-   * otherwise), and the multipart upload id is noted for AbortMultipartUpload.
+   * The client lib-storage talks to: requests go through the transport
+   * (timeouts, retries, the sink's abort signal, which lib-storage would not
+   * pass), the upload id is noted, and AbortMultipartUpload never throws (so
+   * lib-storage reports the failure that made it give up, not the abort's).
    */
-  #transport(job: Job): S3Client {
-    const client = this.#ctx.client;
+  #client(job: Job): S3Client {
+    const { transport, client } = this.#ctx;
     const signal = this.#abort.signal;
-    const send = async (command: Parameters<S3Client['send']>[0], options?: { abortSignal?: AbortSignal }) => {
-      const output = await client.send(command, { ...options, abortSignal: signal });
+    const send = async (command: Command) => {
+      if (command instanceof AbortMultipartUploadCommand) {
+        // After a destroy, _destroy aborts every multipart upload itself.
+        if (signal.aborted) return {};
+        await this.#abortMultipart(job.batch, command.input.UploadId as string);
+        if (job.uploadId === command.input.UploadId) job.uploadId = null;
+        return {};
+      }
+      const output = await transport.send(command, signal);
       if (command instanceof CreateMultipartUploadCommand) job.uploadId = (output as { UploadId?: string }).UploadId ?? null;
       return output;
     };
     return { config: client.config, send } as unknown as S3Client;
+  }
+}
+
+/** Calls back once every given stream that asked for it has drained. */
+function waitFor(streams: ({ once?(event: 'drain', fn: () => void): unknown; onceDrained?(fn: () => void): void } | null)[], callback: () => void): void {
+  const full = streams.filter((s) => s !== null);
+  if (full.length === 0) {
+    callback();
+    return;
+  }
+  let waiting = full.length;
+  const drained = () => {
+    if (--waiting === 0) callback();
+  };
+  for (const stream of full) {
+    if (stream.onceDrained) stream.onceDrained(drained);
+    else stream.once?.('drain', drained);
   }
 }

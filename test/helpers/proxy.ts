@@ -31,7 +31,9 @@ export type Fault =
   | { kind: 'pass' }
   | { kind: 'status'; status: number; code: string }
   | { kind: 'reset'; afterBytes: number }
-  | { kind: 'stall' };
+  | { kind: 'stall' }
+  /** Answered by the proxy itself (a capability s3rver lacks). */
+  | { kind: 'respond'; status: number; body?: string };
 
 export interface ProxyOptions {
   /** Request bodies reach s3rver at most this fast, all requests together. */
@@ -110,6 +112,13 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
       entry.status = fault.status;
       res.writeHead(fault.status, { 'content-type': 'application/xml' });
       res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected by the test proxy</Message></Error>`);
+      return;
+    }
+    if (fault.kind === 'respond') {
+      req.resume();
+      entry.status = fault.status;
+      res.writeHead(fault.status, { 'content-type': 'application/xml' });
+      res.end(fault.body ?? '');
       return;
     }
     if (fault.kind === 'stall') {
