@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Batch } from './batch.js';
 
 /**
@@ -19,6 +20,14 @@ import type { Batch } from './batch.js';
  * at level 6 cost 327 KiB of RSS each on Node 20.
  */
 export const COMPRESSOR_BYTES = 384 * 1024;
+
+/** With `parallelGzip`: members of one batch compressed at once (a thread each), one more queued. */
+export const PARALLEL_MEMBERS = availableParallelism() + 1;
+
+/** What a streaming batch is charged for compressing: one compressor, or one per member in flight. */
+export function compressorBytes(parallelGzip: boolean): number {
+  return parallelGzip ? COMPRESSOR_BYTES * PARALLEL_MEMBERS : COMPRESSOR_BYTES;
+}
 
 export type Decision = 'admit' | 'wait' | 'close';
 

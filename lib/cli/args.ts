@@ -56,6 +56,7 @@ Batching and memory:
   --max-buffered N         memory budget for events not yet in S3 (default: 64MiB)
   --max-line N             longest line; longer ones are reported and skipped (default: 1MiB)
   --gzip-level L           0 (store) to 9 (default: 6)
+  --parallel-gzip          compress a hot destination on every core, as gzip members of 1 MiB
 
 Failures:
   --dead-letter-dir DIR    batches whose upload is given up on are written there (same key,
@@ -94,6 +95,7 @@ const FLAGS = {
   'max-buffered': { type: 'string' },
   'max-line': { type: 'string' },
   'gzip-level': { type: 'string' },
+  'parallel-gzip': { type: 'boolean' },
   'dead-letter-dir': { type: 'string' },
   'retry-attempts': { type: 'string' },
   'retry-base': { type: 'string' },
@@ -167,6 +169,7 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['max-uploads'] !== undefined) sink.maxUploads = count('--max-uploads', values['max-uploads']);
   if (values['gzip-level'] !== undefined) sink.gzipLevel = count('--gzip-level', values['gzip-level'], 0);
   if (values.acl !== undefined) sink.acl = values.acl as ObjectCannedACL;
+  if (values['parallel-gzip']) sink.parallelGzip = true;
   if (values['dead-letter-dir'] !== undefined) sink.deadLetter = values['dead-letter-dir'];
   if (values['request-timeout'] !== undefined) sink.requestTimeoutMs = duration('--request-timeout', values['request-timeout']);
   if (values['sweep-orphans'] !== undefined) sink.sweepOrphans = duration('--sweep-orphans', values['sweep-orphans']);

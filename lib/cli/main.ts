@@ -1,8 +1,7 @@
 import { createRequire } from 'node:module';
 import { parseCommand, USAGE, UsageError } from './args.js';
-import { runDemo } from './demo.js';
 import { bucketPolicy } from './policy.js';
-import { runSink, type Io } from './run.js';
+import type { Io } from './run.js';
 
 export interface MainIo extends Io {
   stdin: NodeJS.ReadableStream & import('node:stream').Readable;
@@ -25,10 +24,15 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
       case 'policy':
         io.stdout.write(`${JSON.stringify(bucketPolicy(command.bucket, command.principal), null, 2)}\n`);
         return 0;
-      case 'demo':
+      // The AWS SDK loads only for the commands that talk to S3 (--help stays quick).
+      case 'demo': {
+        const { runDemo } = await import('./demo.js');
         return (await runDemo(io, io.stdout, command.quiet)).code;
-      case 'run':
+      }
+      case 'run': {
+        const { runSink } = await import('./run.js');
         return (await runSink(command, io.stdin, io)).code;
+      }
     }
   } catch (err) {
     if (err instanceof UsageError) {

@@ -1,8 +1,9 @@
 import { Duplex } from 'node:stream';
-import { availableParallelism } from 'node:os';
 import zlib from 'node:zlib';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
+import { PARALLEL_MEMBERS } from '../ledger.js';
+import { gzipBound } from '../options.js';
 
 /**
  * Stage 5: arrays of `BytesPiece` (lines) → `BytesPiece`s (gzip), one at a time.
@@ -11,33 +12,59 @@ import type { SinkContext } from '../context.js';
  * different batches compress in parallel:
  * - a batch that `window` marked `streaming` gets a gzip stream of its own, fed
  *   as its bytes arrive, so its parts can go to S3 while its window is open;
- * - a smaller batch is held as it is and compressed in one `zlib.gzip` call when it ends.
+ * - a smaller batch is held as it is and compressed in one `zlib.gzip` call
+ *   when it ends (a few such calls at a time);
+ * - with `parallelGzip`, a streaming batch is instead cut into members of
+ *   `MEMBER_BYTES`, compressed independently by several threads at once and
+ *   written in order: one hot destination can use every core. A gzip file may
+ *   hold several members; zcat, Python's gzip, Java's GZIPInputStream and
+ *   Athena read them as one stream.
  *
- * Each object is one gzip member. Backpressure: when the next stage is full,
- * every gzip stream pauses; their buffers fill; writes here wait for them.
+ * Backpressure: when the next stage is full, every gzip stream pauses; their
+ * buffers fill; writes here wait for them (or for a member slot).
  */
 export function gzip(ctx: SinkContext): Gzip {
   return new Gzip(ctx);
 }
 
 const CHUNK = 64 * 1024;
+/** A streaming batch's bytes are written to its gzip stream in pieces of about this size. */
+const WRITE_BYTES = 64 * 1024;
+/** With `parallelGzip`: the uncompressed size of one gzip member. */
+export const MEMBER_BYTES = 1024 * 1024;
 /** One-shot compressions running at once: enough to keep libuv's thread pool busy. */
-const ONE_SHOTS_AT_ONCE = Math.max(4, availableParallelism());
+const ONE_SHOTS_AT_ONCE = Math.max(4, PARALLEL_MEMBERS);
+/** Largest output buffer of a one-shot compression (a member, or a small batch). */
+const ONE_SHOT_OUTPUT = 256 * 1024;
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
+
+interface Members {
+  submitted: number;
+  emitted: number;
+  inFlight: number;
+  done: Map<number, { raw: number; data: Buffer }>;
+  /** Writes waiting for a member to finish. */
+  waiting: (() => void)[];
+}
 
 interface State {
   batch: Batch;
   pending: Buffer[];
   pendingBytes: number;
-  stream: zlib.Gzip | null;
-  /** Input bytes `stream` has consumed, as last seen. */
-  consumed: number;
-  /** Consumed input not yet released from the budget. */
-  credit: number;
   /** Its end came; compression is finishing. */
   ended: boolean;
+  /** Streaming: its gzip stream. */
+  stream: zlib.Gzip | null;
+  /** Streaming: input bytes `stream` has consumed, as last seen. */
+  consumed: number;
+  /** Streaming: consumed input not yet released from the budget. */
+  credit: number;
+  /** Streaming with `parallelGzip`: its members. */
+  members: Members | null;
 }
+
+type Wait = (done: () => void) => void;
 
 export class Gzip extends Duplex {
   readonly #ctx: SinkContext;
@@ -46,6 +73,7 @@ export class Gzip extends Duplex {
   #oneShots = 0;
   readonly #oneShotQueue: State[] = [];
   #onFinished: (() => void) | null = null;
+  readonly #resumeWaiters: (() => void)[] = [];
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 8 });
@@ -54,38 +82,47 @@ export class Gzip extends Duplex {
 
   override _write(pieces: BytesPiece[], _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const full = new Set<zlib.Gzip>();
+    const slots = new Set<Members>();
+    let members = false;
     for (const piece of pieces) {
       if ('end' in piece) {
         this.#end(piece.batch);
         continue;
       }
       const state = this.#state(piece.batch);
-      if (state.stream === null && piece.batch.streaming) this.#startStream(state);
-      if (state.stream !== null) {
-        if (!state.stream.write(piece.data)) full.add(state.stream);
-      } else {
-        state.pending.push(piece.data);
-        state.pendingBytes += piece.data.length;
+      state.pending.push(piece.data);
+      state.pendingBytes += piece.data.length;
+      if (!piece.batch.streaming) continue;
+      if (this.#ctx.options.parallelGzip) {
+        state.members ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [] };
+        members = true;
+        if (state.pendingBytes >= MEMBER_BYTES) this.#submitMember(state);
+        if (state.members.inFlight >= PARALLEL_MEMBERS) slots.add(state.members);
+        continue;
       }
+      if (state.stream === null) this.#startStream(state);
+      // Few large writes: each write to a gzip stream is a trip to the thread pool.
+      if (state.pendingBytes >= WRITE_BYTES && !this.#feed(state)) full.add(state.stream as zlib.Gzip);
     }
+    const waits: Wait[] = [];
     // An ended stream emits no 'drain' (its end flushes it anyway): wait only for open ones.
-    for (const stream of full) if (stream.writableEnded) full.delete(stream);
-    if (full.size === 0) {
+    for (const stream of full) if (!stream.writableEnded) waits.push((done) => stream.once('drain', done));
+    for (const m of slots) if (m.inFlight >= PARALLEL_MEMBERS) waits.push((done) => m.waiting.push(done));
+    // Members finish whatever the next stage is doing: while it is full, take no more.
+    if (members && this.#paused) waits.push((done) => this.#resumeWaiters.push(done));
+    let waiting = waits.length;
+    if (waiting === 0) {
       callback();
       return;
     }
-    let waiting = full.size;
-    for (const stream of full) {
-      stream.once('drain', () => {
-        if (--waiting === 0) callback();
-      });
-    }
+    for (const wait of waits) wait(() => --waiting === 0 && callback());
   }
 
   override _read(): void {
     if (!this.#paused) return;
     this.#paused = false;
     for (const { stream } of this.#states.values()) stream?.resume();
+    this.#resumeWaiters.splice(0).forEach((wake) => wake());
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -107,14 +144,23 @@ export class Gzip extends Duplex {
   #state(batch: Batch): State {
     let state = this.#states.get(batch);
     if (!state) {
-      state = { batch, pending: [], pendingBytes: 0, stream: null, consumed: 0, credit: 0, ended: false };
+      state = { batch, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null };
       this.#states.set(batch, state);
     }
     return state;
   }
 
+  #takePending(state: State): Buffer {
+    const data = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
+    state.pending = [];
+    state.pendingBytes = 0;
+    return data;
+  }
+
   #startStream(state: State): void {
-    const stream = zlib.createGzip({ level: this.#ctx.options.gzipLevel, chunkSize: CHUNK });
+    // A queue of writes: when one is done the next starts at once, and the
+    // thread compressing this batch does not wait on the main thread's turn.
+    const stream = zlib.createGzip({ level: this.#ctx.options.gzipLevel, chunkSize: CHUNK, writableHighWaterMark: 4 * WRITE_BYTES } as zlib.ZlibOptions);
     state.stream = stream;
     stream.on('data', (chunk: Buffer) => {
       state.credit += stream.bytesWritten - state.consumed;
@@ -131,11 +177,34 @@ export class Gzip extends Duplex {
     });
     stream.once('error', (err) => this.destroy(err));
     if (this.#paused) stream.pause();
-    if (state.pendingBytes > 0) {
-      stream.write(state.pending.length === 1 ? state.pending[0] : Buffer.concat(state.pending, state.pendingBytes));
-      state.pending = [];
-      state.pendingBytes = 0;
-    }
+  }
+
+  /** Writes what the batch has pending to its gzip stream; `false` when the stream asks to wait. */
+  #feed(state: State): boolean {
+    return (state.stream as zlib.Gzip).write(this.#takePending(state));
+  }
+
+  /** Compresses what the batch has pending as its next member; members are written in order. */
+  #submitMember(state: State): void {
+    const members = state.members as Members;
+    const raw = this.#takePending(state);
+    const seq = members.submitted++;
+    members.inFlight += 1;
+    zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
+      members.inFlight -= 1;
+      if (this.destroyed) return;
+      if (err) {
+        this.destroy(err);
+        return;
+      }
+      members.done.set(seq, { raw: raw.length, data: compact(compressed) });
+      for (let next = members.done.get(members.emitted); next; next = members.done.get(members.emitted)) {
+        members.done.delete(members.emitted++);
+        this.#emit(state.batch, next.raw, next.data);
+      }
+      if (state.ended && members.emitted === members.submitted) this.#finish(state.batch);
+      members.waiting.splice(0).forEach((wake) => wake());
+    });
   }
 
   #end(batch: Batch): void {
@@ -145,7 +214,13 @@ export class Gzip extends Duplex {
       return;
     }
     state.ended = true;
+    if (state.members !== null) {
+      if (state.pendingBytes > 0) this.#submitMember(state);
+      if (state.members.emitted === state.members.submitted) this.#finish(batch);
+      return;
+    }
     if (state.stream !== null) {
+      if (state.pendingBytes > 0) this.#feed(state);
       state.stream.end();
       return;
     }
@@ -162,21 +237,29 @@ export class Gzip extends Duplex {
     while (this.#oneShots < ONE_SHOTS_AT_ONCE && this.#oneShotQueue.length > 0) {
       const state = this.#oneShotQueue.shift() as State;
       const { batch } = state;
-      const raw = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
-      state.pending = [];
+      const raw = this.#takePending(state);
       this.#oneShots += 1;
-      zlib.gzip(raw, { level: this.#ctx.options.gzipLevel }, (err, compressed) => {
+      zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
         this.#oneShots -= 1;
         if (this.destroyed) return;
         if (err) {
           this.destroy(err);
           return;
         }
-        this.#emit(batch, raw.length, compressed);
+        this.#emit(batch, raw.length, compact(compressed));
         this.#finish(batch);
         this.#runOneShots();
       });
     }
+  }
+
+  /**
+   * Output buffers of up to ONE_SHOT_OUTPUT: with the default 16 KiB, a 1 MiB
+   * call makes a dozen trips between the thread pool and the main thread,
+   * and the main thread becomes the bottleneck.
+   */
+  #oneShotOptions(raw: Buffer): zlib.ZlibOptions {
+    return { level: this.#ctx.options.gzipLevel, chunkSize: Math.min(ONE_SHOT_OUTPUT, Math.max(CHUNK, gzipBound(raw.length))) };
   }
 
   #emit(batch: Batch, raw: number, compressed: Buffer): void {
@@ -200,4 +283,12 @@ export class Gzip extends Duplex {
       done();
     }
   }
+}
+
+/**
+ * A one-shot result is a slice of zlib's output buffer: a 2 KiB object would
+ * keep 64 KiB alive until it is uploaded. Copied when most of it is waste.
+ */
+function compact(data: Buffer): Buffer {
+  return data.buffer.byteLength > 2 * data.length + 4096 ? Buffer.from(data) : data;
 }

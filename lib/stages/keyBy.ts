@@ -24,8 +24,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 export class KeyBy extends Transform {
   readonly #ctx: SinkContext;
   readonly #default: Destination | null;
-  readonly #destinations = new Map<string, Destination>();
-  readonly #prefixes = new Map<string, string | { problem: string }>();
+  /** bucket → prefix as given → destination (or why that prefix cannot be one). */
+  readonly #destinations = new Map<string, Map<string, Destination | { problem: string }>>();
   readonly #buckets = new Map<string, string | null>();
 
   constructor(ctx: SinkContext) {
@@ -80,32 +80,40 @@ export class KeyBy extends Transform {
         return null;
       }
     }
-    let prefix: string;
     if (event.prefix !== undefined) {
-      const checked = this.#checkedPrefix(event.prefix);
-      if (typeof checked !== 'string') {
-        this.#ctx.reject('ERR_S3SINK_RECORD', `record prefix ${JSON.stringify(event.prefix.slice(0, 60))} ${checked.problem}`, headOf(event.payload));
+      const dest = this.#destination(bucket, event.prefix);
+      if ('problem' in dest) {
+        this.#ctx.reject('ERR_S3SINK_RECORD', `record prefix ${JSON.stringify(event.prefix.slice(0, 60))} ${dest.problem}`, headOf(event.payload));
         return null;
       }
-      prefix = checked;
-    } else if (options.prefixTemplate) {
-      const filled = options.prefixTemplate.fill(jsonOf(event.payload));
-      const checked = 'prefix' in filled ? this.#checkedPrefix(filled.prefix) : filled.miss;
-      if (typeof checked === 'string' && 'prefix' in filled) {
-        prefix = checked;
-      } else {
-        this.#ctx.counters.unrouted += 1;
-        prefix = options.deadLetterPrefix;
-      }
-    } else {
-      prefix = options.prefix;
+      return dest;
     }
-    const id = `${bucket}\u0000${prefix}`;
-    let dest = this.#destinations.get(id);
-    if (!dest) {
+    if (options.prefixTemplate) {
+      const filled = options.prefixTemplate.fill(jsonOf(event.payload));
+      const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
+      if (dest !== null && !('problem' in dest)) return dest;
+      this.#ctx.counters.unrouted += 1;
+      return this.#destination(bucket, options.deadLetterPrefix) as Destination;
+    }
+    return this.#destination(bucket, options.prefix) as Destination;
+  }
+
+  /** The destination for a bucket and a prefix as given (normalised and checked once, then cached), or why the prefix cannot be one. */
+  #destination(bucket: string, rawPrefix: string): Destination | { problem: string } {
+    let prefixes = this.#destinations.get(bucket);
+    if (!prefixes) {
       if (this.#destinations.size >= CACHE_LIMIT) this.#destinations.clear();
-      dest = destination(bucket, prefix);
-      this.#destinations.set(id, dest);
+      prefixes = new Map();
+      this.#destinations.set(bucket, prefixes);
+    }
+    let dest = prefixes.get(rawPrefix);
+    if (dest === undefined) {
+      if (prefixes.size >= CACHE_LIMIT) prefixes.clear();
+      const prefix = normalizePrefix(rawPrefix);
+      if (CONTROL.test(rawPrefix)) dest = { problem: 'contains a control character' };
+      else if (Buffer.byteLength(prefix) > MAX_PREFIX_BYTES) dest = { problem: `is longer than ${MAX_PREFIX_BYTES} bytes` };
+      else dest = destination(bucket, prefix);
+      prefixes.set(rawPrefix, dest);
     }
     return dest;
   }
@@ -119,27 +127,14 @@ export class KeyBy extends Transform {
     }
     return problem;
   }
-
-  /** The normalised prefix, or why it cannot be one. */
-  #checkedPrefix(raw: string): string | { problem: string } {
-    let checked = this.#prefixes.get(raw);
-    if (checked === undefined) {
-      if (this.#prefixes.size >= CACHE_LIMIT) this.#prefixes.clear();
-      const prefix = normalizePrefix(raw);
-      if (CONTROL.test(raw)) checked = { problem: 'contains a control character' };
-      else if (Buffer.byteLength(prefix) > MAX_PREFIX_BYTES) checked = { problem: `is longer than ${MAX_PREFIX_BYTES} bytes` };
-      else checked = prefix;
-      this.#prefixes.set(raw, checked);
-    }
-    return checked;
-  }
 }
 
 /** The value a template reads: a string or Buffer payload is parsed as JSON. */
 function jsonOf(payload: unknown): unknown {
   if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return payload;
   try {
-    return JSON.parse(typeof payload === 'string' ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8'));
+    const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
+    return JSON.parse(text);
   } catch {
     return undefined;
   }

@@ -3,7 +3,7 @@ import type { Batch, Destination, LinesPiece, Routed } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { lineBytes, type Line } from '../framing.js';
 import { formatKey, newIdentifier } from '../key.js';
-import { COMPRESSOR_BYTES, decide } from '../ledger.js';
+import { compressorBytes, decide } from '../ledger.js';
 
 /**
  * Stage 3: arrays of `Routed` → arrays of `LinesPiece` (lines tagged with their
@@ -147,7 +147,7 @@ export class Window extends Transform {
 
   /** What it costs to add `bytes` to `batch` beyond the bytes: a compressor, the first time it passes STREAM_AFTER_BYTES. */
   #compressorCharge(batch: Batch, bytes: number): number {
-    return !batch.streaming && batch.bytes + bytes >= STREAM_AFTER_BYTES ? COMPRESSOR_BYTES : 0;
+    return !batch.streaming && batch.bytes + bytes >= STREAM_AFTER_BYTES ? compressorBytes(this.#ctx.options.parallelGzip) : 0;
   }
 
   /** The open batch of `destination`, opening one (and closing one whose window has passed). */

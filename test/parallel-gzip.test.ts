@@ -1,0 +1,77 @@
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { inflateRawSync } from 'node:zlib';
+import { s3Sink, type Receipt } from '../lib/index.js';
+import { fixedClock } from './helpers/clock.js';
+import { logLine } from './helpers/data.js';
+import { useLocalS3 } from './helpers/s3.js';
+
+const env = useLocalS3(test, ['bucket']);
+const run = promisify(execFile);
+
+/** The sizes of the gzip members of `gz` (each: a 10-byte header without options, deflate data, an 8-byte trailer). */
+function members(gz: Buffer): number[] {
+  const sizes: number[] = [];
+  for (let at = 0; at < gz.length; ) {
+    if (gz[at] !== 0x1f || gz[at + 1] !== 0x8b || gz[at + 3] !== 0) throw new Error(`no plain gzip member at ${at}`);
+    const { engine } = inflateRawSync(gz.subarray(at + 10), { info: true }) as unknown as { engine: { bytesWritten: number } };
+    const size = 10 + engine.bytesWritten + 8;
+    sizes.push(size);
+    at += size;
+  }
+  return sizes;
+}
+
+async function available(command: string): Promise<boolean> {
+  return run('sh', ['-c', `command -v ${command}`]).then(
+    () => true,
+    () => false,
+  );
+}
+
+test('with parallelGzip, a hot destination is written as several gzip members that zcat, Python and Java read as the original lines', async (t) => {
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'members/', s3: env.s3.s3Config, parallelGzip: true, clock: fixedClock() });
+  const receipts: Receipt[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  const lines = Array.from({ length: 60_000 }, (_, i) => logLine(i));
+  const expected = Buffer.from(`${lines.join('\n')}\n`);
+  await pipeline(Readable.from(lines.map((payload) => ({ payload }))), sink);
+  t.is(receipts.length, 1);
+  const gz = await env.s3.raw('bucket', receipts[0]!.key);
+  const sizes = members(gz);
+  t.true(sizes.length >= Math.floor(expected.length / (1024 * 1024)), `${sizes.length} members for ${expected.length} bytes`);
+  t.true((await env.s3.body('bucket', receipts[0]!.key)).equals(expected), 'Node reads it');
+
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-members-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'object.gz');
+  await writeFile(file, gz);
+  const readers: [string, string, string[]][] = [
+    ['zcat', 'zcat', [file]],
+    ['python3', 'python3', ['-c', 'import gzip, sys; sys.stdout.buffer.write(gzip.open(sys.argv[1]).read())', file]],
+    ['java', 'java', [fileURLToPath(new URL('./fixtures/Gunzip.java', import.meta.url)), file]],
+  ];
+  for (const [name, command, args] of readers) {
+    if (!(await available(command))) {
+      t.log(`${name} is not installed here: not checked`);
+      continue;
+    }
+    const { stdout } = await run(command, args, { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+    t.true(stdout.equals(expected), `${name} reads every line`);
+  }
+});
+
+test('without parallelGzip, an object is one gzip member', async (t) => {
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'single/', s3: env.s3.s3Config, clock: fixedClock() });
+  const receipts: Receipt[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  await pipeline(Readable.from(Array.from({ length: 30_000 }, (_, i) => ({ payload: logLine(i) }))), sink);
+  t.is(members(await env.s3.raw('bucket', receipts[0]!.key)).length, 1);
+});
