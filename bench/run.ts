@@ -1,0 +1,274 @@
+/**
+ * `npm run bench`: throughput and memory of s3-sink against a local S3.
+ *
+ * - Inputs are generated deterministically (bench/inputs.ts) once into a
+ *   cache directory under the system temp directory.
+ * - s3rver runs in a process of its own (its CPU is not charged to the
+ *   sink); so does the throttling proxy of the memory run.
+ * - Each round runs every scenario once, baselines included, one after the
+ *   other, so machine noise hits all alike; the table shows the median over
+ *   rounds and the ratio to the baseline measured in the same invocation.
+ * - Every sink run is checked: the lines in S3 (downloaded, gunzipped,
+ *   counted) must equal the lines sent.
+ *
+ * Flags: --rounds N (default 3), --quick (small inputs, one round),
+ * --profile (also profile the main scenario with --cpu-prof and print where
+ * the time goes). Results go to bench/results/<time>.json.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { cpus, availableParallelism, totalmem, tmpdir, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { gunzipSync } from 'node:zlib';
+import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
+import { makeInput, type Input, type InputKind } from './inputs.js';
+import { summarizeProfile } from './profile.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values: flags } = parseArgs({ options: { rounds: { type: 'string' }, quick: { type: 'boolean' }, profile: { type: 'boolean' } } });
+const quick = flags.quick ?? false;
+const rounds = Number(flags.rounds ?? (quick ? 1 : 3));
+const MiB = 1024 * 1024;
+const SIZES = quick
+  ? { logs: 20 * MiB, tiny: 10 * MiB, noise: 10 * MiB, small: 10 * MiB, large: 50 * MiB }
+  : { logs: 200 * MiB, tiny: 100 * MiB, noise: 100 * MiB, small: 100 * MiB, large: 1024 * MiB };
+const THROTTLE_BYTES_PER_SECOND = 4_000_000;
+const BUCKET = 'bench';
+const cores = availableParallelism();
+
+interface Measured {
+  seconds: number;
+  cpuSeconds: number | null;
+  maxRssBytes: number | null;
+}
+
+interface Row {
+  scenario: string;
+  input: string;
+  baseline: string | null;
+  runs: Measured[];
+  bytes: number;
+  lines: number;
+}
+
+// ---------------------------------------------------------------- processes
+
+function nodeArgs(): string[] {
+  return ['--import', join(root, 'bench', 'rusage.mjs')];
+}
+
+/** A helper process (s3rver, the proxy) that prints one JSON line when ready. */
+async function startService(script: string, args: string[]): Promise<{ info: Record<string, unknown>; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] as string) as Record<string, unknown>);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+  return {
+    info,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.stdin.end();
+      }),
+  };
+}
+
+/** Runs node with `args`, stdin from `stdinFile`; wall time, and the child's own CPU and peak RSS. */
+async function runNode(args: string[], stdinFile: string, env: Record<string, string> = {}): Promise<Measured & { stderr: string }> {
+  const usageFile = join(tmpdir(), `s3-sink-bench-usage-${process.pid}-${Date.now()}.json`);
+  const fd = openSync(stdinFile, 'r');
+  const started = performance.now();
+  const child = spawn(process.execPath, [...nodeArgs(), ...args], {
+    stdio: [fd, 'ignore', 'pipe'],
+    env: { ...process.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', S3SINK_BENCH_RUSAGE: usageFile, ...env },
+  });
+  closeSync(fd);
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const seconds = (performance.now() - started) / 1000;
+  if (code !== 0) throw new Error(`node ${args.join(' ')} exited with ${code}:\n${stderr}`);
+  const usage = JSON.parse(readFileSync(usageFile, 'utf8')) as { cpuSeconds: number; maxRssBytes: number };
+  rmSync(usageFile, { force: true });
+  return { seconds, cpuSeconds: usage.cpuSeconds, maxRssBytes: usage.maxRssBytes, stderr };
+}
+
+/** A shell pipeline (the gzip baselines), timed by bash: wall and CPU. */
+function runShell(command: string): Measured {
+  const result = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; time ( ${command} )`], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`${command}: ${result.stderr}`);
+  const [real, user, sys] = (result.stderr.trim().split('\n').pop() as string).split(' ').map(Number) as [number, number, number];
+  return { seconds: real, cpuSeconds: user + sys, maxRssBytes: null };
+}
+
+// ---------------------------------------------------------------- checks
+
+async function linesInS3(client: S3Client, prefix: string): Promise<number> {
+  let marker: string | undefined;
+  let lines = 0;
+  for (;;) {
+    const page = await client.send(new ListObjectsCommand({ Bucket: BUCKET, Prefix: prefix, Marker: marker }));
+    for (const o of page.Contents ?? []) {
+      const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: o.Key }));
+      const body = gunzipSync(await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+      for (let i = body.indexOf(10); i !== -1; i = body.indexOf(10, i + 1)) lines += 1;
+    }
+    if (!page.IsTruncated || !page.Contents?.length) return lines;
+    marker = page.Contents[page.Contents.length - 1]?.Key;
+  }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+interface Scenario {
+  name: string;
+  input: keyof typeof SIZES;
+  baseline: string | null;
+  run(prefix: string): Promise<Measured>;
+  /** Lines expected in S3 under the run's prefix; `null` for baselines. */
+  checked: boolean;
+}
+
+async function main(): Promise<void> {
+  const inputDir = join(tmpdir(), 's3-sink-bench-inputs-v1');
+  mkdirSync(inputDir, { recursive: true });
+  const inputs = {} as Record<keyof typeof SIZES, Input>;
+  const kinds: Record<keyof typeof SIZES, InputKind> = { logs: 'logs', tiny: 'tiny', noise: 'noise', small: 'logs', large: 'logs' };
+  for (const [name, bytes] of Object.entries(SIZES) as [keyof typeof SIZES, number][]) {
+    const path = join(inputDir, `${name}-${bytes}.txt`);
+    const meta = `${path}.json`;
+    if (existsSync(meta)) inputs[name] = JSON.parse(readFileSync(meta, 'utf8')) as Input;
+    else {
+      process.stderr.write(`generating ${name} (${bytes / MiB} MiB) in ${inputDir}\n`);
+      inputs[name] = await makeInput(path, kinds[name], bytes);
+      writeFileSync(meta, JSON.stringify(inputs[name]));
+    }
+  }
+
+  const s3 = await startService('s3rver-process.ts', [BUCKET]);
+  const endpoint = s3.info.endpoint as string;
+  const port = s3.info.port as number;
+  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const cli = (prefix: string, ...extra: string[]) => [join(root, 'dist', 'cli.js'), '--bucket', BUCKET, '--prefix', prefix, '--endpoint', endpoint, '--quiet', ...extra];
+  const hasPigz = spawnSync('bash', ['-c', 'command -v pigz']).status === 0;
+  const gzipOf = (input: keyof typeof SIZES) => () => Promise.resolve(runShell(`gzip -6 -c < ${inputs[input].path} > /dev/null`));
+
+  const scenarios: Scenario[] = [
+    { name: 'gzip -6', input: 'logs', baseline: null, checked: false, run: gzipOf('logs') },
+    ...(hasPigz ? [{ name: `pigz -p ${cores} -6`, input: 'logs' as const, baseline: null, checked: false, run: () => Promise.resolve(runShell(`pigz -p ${cores} -6 -c < ${inputs.logs.path} > /dev/null`)) }] : []),
+    { name: 'CLI, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode(cli(p), inputs.logs.path) },
+    { name: 'library, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode([join(root, 'bench', 'lib-run.mjs'), inputs.logs.path, endpoint, BUCKET, p], inputs.logs.path) },
+    { name: 'CLI, 8 destinations ({service})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{service}/`), inputs.logs.path) },
+    { name: 'CLI, 1000 destinations ({tenant})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{tenant}/`), inputs.logs.path) },
+    { name: 'CLI, 1 destination, --parallel-gzip', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(p, '--parallel-gzip'), inputs.logs.path) },
+    { name: 'gzip -6, tiny lines', input: 'tiny', baseline: null, checked: false, run: gzipOf('tiny') },
+    { name: 'CLI, tiny lines (50 B)', input: 'tiny', baseline: 'gzip -6, tiny lines', checked: true, run: (p) => runNode(cli(p), inputs.tiny.path) },
+    { name: 'gzip -6, incompressible', input: 'noise', baseline: null, checked: false, run: gzipOf('noise') },
+    { name: 'CLI, incompressible lines', input: 'noise', baseline: 'gzip -6, incompressible', checked: true, run: (p) => runNode(cli(p), inputs.noise.path) },
+  ];
+
+  const rows = new Map<string, Row>();
+  let runId = 0;
+  for (let round = 1; round <= rounds; round++) {
+    for (const scenario of scenarios) {
+      const prefix = `r${round}/s${runId++}/`;
+      process.stderr.write(`round ${round}/${rounds}: ${scenario.name} ... `);
+      const measured = await scenario.run(prefix);
+      process.stderr.write(`${measured.seconds.toFixed(2)} s\n`);
+      const input = inputs[scenario.input];
+      if (scenario.checked) {
+        const lines = await linesInS3(client, prefix);
+        if (lines !== input.lines) throw new Error(`${scenario.name}: ${lines} lines in S3, ${input.lines} sent`);
+      }
+      const row = rows.get(scenario.name) ?? { scenario: scenario.name, input: scenario.input, baseline: scenario.baseline, runs: [], bytes: input.bytes, lines: input.lines };
+      row.runs.push(measured);
+      rows.set(scenario.name, row);
+    }
+  }
+
+  // Memory: peak RSS above an idle CLI, flat in the input size, and with S3 throttled.
+  process.stderr.write('memory runs ...\n');
+  const empty = join(inputDir, 'empty.txt');
+  writeFileSync(empty, '');
+  const idle = await runNode(cli('idle/'), empty);
+  const small = await runNode(cli('mem-small/'), inputs.small.path);
+  const large = await runNode(cli('mem-large/'), inputs.large.path);
+  if ((await linesInS3(client, 'mem-large/')) !== inputs.large.lines) throw new Error('large run: lines in S3 differ from lines sent');
+  const proxy = await startService('throttle-process.ts', [String(port), String(THROTTLE_BYTES_PER_SECOND)]);
+  const throttledCli = [join(root, 'dist', 'cli.js'), '--bucket', BUCKET, '--prefix', 'throttled/', '--endpoint', proxy.info.endpoint as string, '--quiet'];
+  const throttled = await runNode(throttledCli, inputs.logs.path);
+  await proxy.stop();
+  if ((await linesInS3(client, 'throttled/')) !== inputs.logs.lines) throw new Error('throttled run: lines in S3 differ from lines sent');
+
+  let profile: string | null = null;
+  if (flags.profile) {
+    process.stderr.write('profiling CLI, 1 destination ...\n');
+    const dir = join(root, 'bench', 'results', `profile-${Date.now()}`);
+    await runNode(['--cpu-prof', '--cpu-prof-dir', dir, ...cli('profile/')], inputs.logs.path);
+    profile = summarizeProfile(dir, 20);
+  }
+
+  client.destroy();
+  await s3.stop();
+
+  // ---------------------------------------------------------------- report
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] as number;
+  const summary = [...rows.values()].map((row) => {
+    const seconds = median(row.runs.map((r) => r.seconds));
+    const cpu = row.runs.every((r) => r.cpuSeconds !== null) ? median(row.runs.map((r) => r.cpuSeconds as number)) : null;
+    const rss = row.runs.every((r) => r.maxRssBytes !== null) ? median(row.runs.map((r) => r.maxRssBytes as number)) : null;
+    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, peakRssMiB: rss === null ? null : rss / MiB, baseline: row.baseline, ratio: null as number | null };
+  });
+  for (const s of summary) {
+    const base = summary.find((b) => b.scenario === s.baseline);
+    if (base) s.ratio = s.mibPerSecond / base.mibPerSecond;
+  }
+  const memory = {
+    idleRssMiB: (idle.maxRssBytes as number) / MiB,
+    smallInputMiB: SIZES.small / MiB,
+    smallPeakRssMiB: (small.maxRssBytes as number) / MiB,
+    largeInputMiB: SIZES.large / MiB,
+    largePeakRssMiB: (large.maxRssBytes as number) / MiB,
+    largeOverSmall: (large.maxRssBytes as number) / (small.maxRssBytes as number),
+    throttledBytesPerSecond: THROTTLE_BYTES_PER_SECOND,
+    throttledSeconds: throttled.seconds,
+    throttledPeakRssMiB: (throttled.maxRssBytes as number) / MiB,
+    throttledAboveIdleMiB: ((throttled.maxRssBytes as number) - (idle.maxRssBytes as number)) / MiB,
+  };
+  const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores, memoryGiB: Math.round(totalmem() / 1024 ** 3), node: process.version, kernel: release() };
+
+  const pad = (s: string, n: number) => s.padEnd(n);
+  const num = (x: number | null, digits = 1) => (x === null ? '-' : x.toFixed(digits));
+  const lines = [
+    `s3-sink benchmark: ${machine.cpu}, ${cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}; ${rounds} round(s), medians; s3rver in its own process`,
+    '',
+    `| ${pad('scenario', 38)} | ${pad('input', 13)} | MiB/s | events/s  | CPU s | peak RSS MiB | baseline (same run)       | ratio |`,
+    `|${'-'.repeat(40)}|${'-'.repeat(15)}|------:|----------:|------:|-------------:|${'-'.repeat(27)}|------:|`,
+    ...summary.map(
+      (s) =>
+        `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 25)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
+    ),
+    '',
+    `memory: idle CLI ${num(memory.idleRssMiB, 0)} MiB; peak ${num(memory.smallPeakRssMiB, 0)} MiB over ${memory.smallInputMiB} MiB of input, ${num(memory.largePeakRssMiB, 0)} MiB over ${memory.largeInputMiB} MiB (×${num(memory.largeOverSmall, 2)});`,
+    `        S3 throttled to ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: peak ${num(memory.throttledPeakRssMiB, 0)} MiB, ${num(memory.throttledAboveIdleMiB, 0)} MiB above idle (${num(memory.throttledSeconds)} s)`,
+    'every sink run checked: lines in S3 = lines sent',
+  ];
+  const report = lines.join('\n');
+  process.stdout.write(`\n${report}\n`);
+  if (profile) process.stdout.write(`\nwhere the time goes (CLI, 1 destination, self time):\n${profile}\n`);
+  mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+  const file = join(root, 'bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, rounds, quick, results: summary, memory, profile }, null, 2)}\n`);
+  process.stdout.write(`\nwritten to ${file}\n`);
+}
+
+await main();
