@@ -122,7 +122,8 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   readonly deadLetters: DeadLetterDir | null;
   readonly #ownsClient: boolean;
   readonly #warned = new Set<string>();
-  #warnedRejection = false;
+  /** Where the sink's events also go: the S3Sink that wraps this context, if any. */
+  #target: EventEmitter = this;
   #disposed = false;
 
   constructor(options: SinkOptions = {}) {
@@ -134,34 +135,51 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     this.ledger = new Ledger(this.options.maxBufferedBytes);
     this.transport = new Transport(this.client, this.options.retry, this.options.requestTimeoutMs, (info) => {
       this.counters.retries += 1;
-      this.emit('retry', info);
+      this.report('retry', info);
     });
     this.deadLetters = this.options.deadLetter === undefined ? null : deadLetterDir(this.options.deadLetter);
-  }
-
-  /** Reports something the operator should know; `once` keys a warning that is said only the first time. Without a listener it becomes a process warning. */
-  warn(code: string, message: string, once = false): void {
-    if (once) {
-      if (this.#warned.has(code)) return;
-      this.#warned.add(code);
-    }
-    if (this.listenerCount('warning') > 0) this.emit('warning', { code, message });
-    else process.emitWarning(`s3-sink: ${message}`, { code });
   }
 
   stats(): SinkStats {
     return { ...this.counters, bufferedBytes: this.ledger.held, peakBufferedBytes: this.ledger.peak };
   }
 
+  /** From now on the sink's events are emitted on `target` (the S3Sink wrapping the stages) as well as on this context. */
+  forwardTo(target: EventEmitter): void {
+    this.#target = target;
+  }
+
+  /** Emits one of the sink's events where its user listens (the sink, and this context). */
+  report<K extends keyof SinkEvents>(event: K, ...args: SinkEvents[K]): void {
+    if (this.#target !== this) this.#target.emit(event, ...args);
+    (this as EventEmitter).emit(event, ...args);
+  }
+
+  #listened(event: keyof SinkEvents): boolean {
+    return this.listenerCount(event) > 0 || (this.#target !== this && this.#target.listenerCount(event) > 0);
+  }
+
+  /**
+   * Reports something the operator should know; `once` keys a warning that
+   * is said only the first time. Without a listener it becomes a process warning.
+   */
+  warn(code: string, message: string, once = false): void {
+    if (once) {
+      if (this.#warned.has(code)) return;
+      this.#warned.add(code);
+    }
+    if (this.#listened('warning')) this.report('warning', { code, message });
+    else process.emitWarning(`s3-sink: ${message}`, { code });
+  }
+
   /** Reports an event that will not be written. Without a listener, the first one also becomes a process warning. */
   reject(code: string, reason: string, head: Uint8Array | string): void {
     this.counters.rejected += 1;
     const text = typeof head === 'string' ? head.slice(0, 64) : Buffer.from(head.subarray(0, 64)).toString('utf8');
-    const rejection: Rejection = { code, reason, head: text };
-    if (this.listenerCount('rejected') > 0) {
-      this.emit('rejected', rejection);
-    } else if (!this.#warnedRejection) {
-      this.#warnedRejection = true;
+    if (this.#listened('rejected')) {
+      this.report('rejected', { code, reason, head: text });
+    } else if (!this.#warned.has('rejected')) {
+      this.#warned.add('rejected');
       process.emitWarning(`s3-sink rejected an event: ${reason} (listen to 'rejected' to see every one; stats().rejected counts them)`, { code });
     }
   }

@@ -63,13 +63,13 @@ export class SpoolFile {
     this.#stream = createWriteStream(path, { flags: 'wx' });
   }
 
-  /** `false` when the caller should wait for `drain` (see `onceDrained`). */
+  /** `false` when the caller should wait for `'drain'`. */
   write(data: Buffer): boolean {
     return this.#stream.write(data);
   }
 
-  onceDrained(callback: () => void): void {
-    this.#stream.once('drain', callback);
+  once(event: 'drain', callback: () => void): void {
+    this.#stream.once(event, callback);
   }
 
   /** The object reached S3: the copy goes. */

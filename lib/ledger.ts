@@ -39,9 +39,10 @@ export type Decision = 'admit' | 'wait' | 'close';
  * - `close` otherwise: the budget is full of batches that cannot make a part
  *   yet, so the caller closes the largest open one (it becomes draining).
  */
-export function decide(held: number, max: number, need: number, draining: number): Decision {
+export function decide(held: number, max: number, need: number, draining: () => number): Decision {
   if (held + need <= max || held === 0) return 'admit';
-  if (held + need - max <= draining) return 'wait';
+  // Only now: counting what drains looks at every batch.
+  if (held + need - max <= draining()) return 'wait';
   return 'close';
 }
 
@@ -131,12 +132,12 @@ export class Ledger {
     if (entry) entry.inParts = n;
   }
 
-  /** Bytes that will be released without closing another batch. */
-  draining(): number {
+  /** Bytes that will be released without closing another batch (a scan of every batch). */
+  readonly draining = (): number => {
     let sum = 0;
     for (const entry of this.#entries.values()) sum += entry.closed ? entry.held : Math.min(entry.held, entry.inParts);
     return sum;
-  }
+  };
 
   /** Resolves at the next release (or `wake`). */
   released(): Promise<void> {

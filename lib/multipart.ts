@@ -71,6 +71,6 @@ export async function sweepOrphans(ctx: SinkContext, signal?: AbortSignal): Prom
     return null;
   }
   ctx.counters.orphansAborted += result.aborted;
-  ctx.emit('swept', result);
+  ctx.report('swept', result);
   return result;
 }

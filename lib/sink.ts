@@ -44,7 +44,6 @@ export class S3Sink extends Writable {
   readonly #chainDone: Promise<void>;
   readonly #sweepAbort = new AbortController();
   readonly #sweep: Promise<unknown>;
-  #warnedRejection = false;
 
   constructor(ctx: SinkContext, stages: readonly (Duplex | Writable)[]) {
     const records = ctx.options.input === 'records';
@@ -61,15 +60,7 @@ export class S3Sink extends Writable {
         if (err && !this.destroyed) this.destroy(err);
       });
     });
-    ctx.on('object', (receipt) => this.emit('object', receipt));
-    ctx.on('rejected', (rejection) => this.#forwardRejection(rejection));
-    ctx.on('retry', (retry) => this.emit('retry', retry));
-    ctx.on('dead-letter', (letter) => this.emit('dead-letter', letter));
-    ctx.on('swept', (result) => this.emit('swept', result));
-    ctx.on('warning', (warning) => {
-      if (this.listenerCount('warning') > 0) this.emit('warning', warning);
-      else process.emitWarning(`s3-sink: ${warning.message}`, { code: warning.code });
-    });
+    ctx.forwardTo(this);
     // Runs beside the first uploads; the sink finishes only after it.
     this.#sweep = sweepOrphans(ctx, this.#sweepAbort.signal);
   }
@@ -105,15 +96,6 @@ export class S3Sink extends Writable {
       this.context.dispose();
       callback(error ?? this.#chainError);
     });
-  }
-
-  #forwardRejection(rejection: Rejection): void {
-    if (this.listenerCount('rejected') > 0) {
-      this.emit('rejected', rejection);
-    } else if (!this.#warnedRejection) {
-      this.#warnedRejection = true;
-      process.emitWarning(`s3-sink rejected an event: ${rejection.reason} (listen to 'rejected' to see every one; stats().rejected counts them)`, { code: rejection.code });
-    }
   }
 }
 

@@ -199,7 +199,7 @@ export class Uploader extends Writable {
     counters.eventsOut += job.batch.events;
     counters.bytesOut += job.compressed;
     ledger.settle(job.batch);
-    this.#ctx.emit('object', {
+    this.#ctx.report('object', {
       bucket: job.batch.bucket,
       key: job.batch.key,
       events: job.batch.events,
@@ -244,7 +244,7 @@ export class Uploader extends Writable {
           this.#ctx.ledger.settle(batch);
           this.#ctx.counters.deadLettered += 1;
           this.#ctx.counters.deadLetteredEvents += batch.events;
-          this.#ctx.emit('dead-letter', letter);
+          this.#ctx.report('dead-letter', letter);
           this.#maybeIdle();
         },
         (err: unknown) => this.destroy(new UploadError(batch.bucket, batch.key, new Error(`${failure.message}; and writing its dead letter failed: ${messageOf(err)}`, { cause: job.failure }))),
@@ -296,18 +296,12 @@ export class Uploader extends Writable {
 }
 
 /** Calls back once every given stream that asked for it has drained. */
-function waitFor(streams: ({ once?(event: 'drain', fn: () => void): unknown; onceDrained?(fn: () => void): void } | null)[], callback: () => void): void {
+function waitFor(streams: ({ once(event: 'drain', fn: () => void): unknown } | null)[], callback: () => void): void {
   const full = streams.filter((s) => s !== null);
   if (full.length === 0) {
     callback();
     return;
   }
   let waiting = full.length;
-  const drained = () => {
-    if (--waiting === 0) callback();
-  };
-  for (const stream of full) {
-    if (stream.onceDrained) stream.onceDrained(drained);
-    else stream.once?.('drain', drained);
-  }
+  for (const stream of full) stream.once('drain', () => --waiting === 0 && callback());
 }

@@ -112,7 +112,7 @@ export class Window extends Transform {
             batch = this.#batchFor(destination, now, out);
           }
           const extra = this.#compressorCharge(batch, n);
-          const decision = decide(ledger.held, ledger.max, n + extra, ledger.draining());
+          const decision = decide(ledger.held, ledger.max, n + extra, ledger.draining);
           if (decision === 'admit') {
             this.#account(batch, 1, n, extra);
             let current = run as Run | null;
