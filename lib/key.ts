@@ -11,6 +11,25 @@ const KEY_TIME_FORMAT = "yyyy'/'MM'/'dd'/'HH'/'yyyy'-'MM'-'dd'-'HH'-'mm'-'ss";
 /** S3 keys are at most 1024 bytes; the date part and identifier take 103 of them. */
 export const MAX_PREFIX_BYTES = 1024 - 103 - 1;
 
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Whether `text` holds a control character (never allowed in a prefix). */
+export function hasControlCharacter(text: string): boolean {
+  return CONTROL.test(text);
+}
+
+/**
+ * A prefix as given, normalised, or what keeps it from being one: a control
+ * character, or more than MAX_PREFIX_BYTES once normalised. Options and
+ * per-record prefixes are checked alike; callers word the problem.
+ */
+export function checkPrefix(raw: string): { prefix: string } | { problem: 'control' | 'length' } {
+  if (CONTROL.test(raw)) return { problem: 'control' };
+  const prefix = normalizePrefix(raw);
+  return Buffer.byteLength(prefix) > MAX_PREFIX_BYTES ? { problem: 'length' } : { prefix };
+}
+
 /** 64 lowercase hex characters from 32 random bytes: no two objects, processes or restarts collide. */
 export function newIdentifier(): string {
   return randomBytes(32).toString('hex');

@@ -1,7 +1,7 @@
 import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
-import { MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
+import { checkPrefix, MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { compileTemplate, type PrefixTemplate } from './template.js';
 
@@ -243,8 +243,8 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   } catch (err) {
     throw new OptionError('prefix', rawPrefix, `a prefix or template: ${(err as Error).message}`);
   }
-  const prefix = prefixTemplate ? '' : checkPrefix('prefix', rawPrefix);
-  const deadLetterPrefix = checkPrefix('deadLetterPrefix', o.deadLetterPrefix ?? DEFAULTS.deadLetterPrefix);
+  const prefix = prefixTemplate ? '' : prefixOption('prefix', rawPrefix);
+  const deadLetterPrefix = prefixOption('deadLetterPrefix', o.deadLetterPrefix ?? DEFAULTS.deadLetterPrefix);
 
   if (o.s3 !== undefined && o.client !== undefined) {
     throw new OptionError('client', 'an S3Client', 'either client or s3, not both');
@@ -337,16 +337,12 @@ function int(name: string, value: unknown, fallback: number, min: number, max: n
   return value;
 }
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/** A usable prefix, normalised; throws `OptionError` naming `name`. */
-function checkPrefix(name: string, value: unknown): string {
+/** A usable prefix option, normalised; throws `OptionError` naming `name`. */
+function prefixOption(name: string, value: unknown): string {
   if (typeof value !== 'string') throw new OptionError(name, value, 'a string');
-  if (CONTROL.test(value)) throw new OptionError(name, value, 'a prefix without control characters');
-  const prefix = normalizePrefix(value);
-  if (Buffer.byteLength(prefix) > MAX_PREFIX_BYTES) throw new OptionError(name, value, `a prefix of at most ${MAX_PREFIX_BYTES} bytes`);
-  return prefix;
+  const checked = checkPrefix(value);
+  if ('prefix' in checked) return checked.prefix;
+  throw new OptionError(name, value, checked.problem === 'control' ? 'a prefix without control characters' : `a prefix of at most ${MAX_PREFIX_BYTES} bytes`);
 }
 
 /** Why `name` is not a valid S3 bucket name, or `null` when it is. */

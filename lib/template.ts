@@ -1,3 +1,5 @@
+import { hasControlCharacter } from './key.js';
+
 /**
  * Prefix templates: `app/{service}/` or `k8s/{kubernetes.namespace}/` take
  * their values from each event's JSON fields, so one stream fans out to several
@@ -20,8 +22,6 @@ export interface PrefixTemplate {
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 const FIELD_PATH = /^[A-Za-z0-9_@$-]+(\.[A-Za-z0-9_@$-]+)*$/;
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** `null` when `source` has no placeholders; throws on a malformed one (the message says which). */
 export function compileTemplate(source: string): PrefixTemplate | null {
@@ -77,6 +77,6 @@ function valueText(value: unknown): string | { miss: string } {
   if (typeof value !== 'string') return { miss: `is ${value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object'}, not a string` };
   if (value === '') return { miss: 'is empty' };
   if (value.includes('..')) return { miss: 'contains ".."' };
-  if (CONTROL.test(value)) return { miss: 'contains a control character' };
+  if (hasControlCharacter(value)) return { miss: 'contains a control character' };
   return value;
 }

@@ -2,7 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { destination, type Destination, type Routed, type SinkRecord } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { encodeLine, lineBytes, PayloadError } from '../framing.js';
-import { MAX_PREFIX_BYTES, normalizePrefix } from '../key.js';
+import { checkPrefix, MAX_PREFIX_BYTES } from '../key.js';
 import { bucketNameProblem } from '../options.js';
 
 /**
@@ -18,8 +18,6 @@ export function keyBy(ctx: SinkContext): KeyBy {
 }
 
 const CACHE_LIMIT = 4096;
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export class KeyBy extends Transform {
   readonly #ctx: SinkContext;
@@ -109,10 +107,9 @@ export class KeyBy extends Transform {
     let dest = prefixes.get(rawPrefix);
     if (dest === undefined) {
       if (prefixes.size >= CACHE_LIMIT) prefixes.clear();
-      const prefix = normalizePrefix(rawPrefix);
-      if (CONTROL.test(rawPrefix)) dest = { problem: 'contains a control character' };
-      else if (Buffer.byteLength(prefix) > MAX_PREFIX_BYTES) dest = { problem: `is longer than ${MAX_PREFIX_BYTES} bytes` };
-      else dest = destination(bucket, prefix);
+      const checked = checkPrefix(rawPrefix);
+      if ('prefix' in checked) dest = destination(bucket, checked.prefix);
+      else dest = { problem: checked.problem === 'control' ? 'contains a control character' : `is longer than ${MAX_PREFIX_BYTES} bytes` };
       prefixes.set(rawPrefix, dest);
     }
     return dest;
