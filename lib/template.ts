@@ -1,3 +1,4 @@
+import { JsonFields, NOT_AN_OBJECT, NOT_JSON } from './jsonFields.js';
 import { hasControlCharacter } from './key.js';
 
 /**
@@ -18,7 +19,14 @@ export interface PrefixTemplate {
   readonly fields: readonly (readonly string[])[];
   /** The prefix for one event, or the reason it cannot be filled. */
   fill(event: unknown): { prefix: string } | { miss: string };
+  /**
+   * The same for an event given as the bytes of its JSON: what `fill` gives
+   * for `JSON.parse` of them, without building the parsed value.
+   */
+  fillFromJson(bytes: Uint8Array): { prefix: string } | { miss: string };
 }
+
+type Filled = { prefix: string } | { miss: string };
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
 const FIELD_PATH = /^[A-Za-z0-9_@$-]+(\.[A-Za-z0-9_@$-]+)*$/;
@@ -39,6 +47,16 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     last = (m.index as number) + m[0].length;
   }
   const tail = source.slice(last);
+  const reader = JsonFields.supports(fields) ? new JsonFields(fields) : null;
+  const fillValues = (values: readonly unknown[]): Filled => {
+    let prefix = '';
+    for (let i = 0; i < fields.length; i++) {
+      const text = valueText(values[i]);
+      if (typeof text !== 'string') return { miss: `field ${(fields[i] as string[]).join('.')} ${text.miss}` };
+      prefix += (literals[i] as string) + text;
+    }
+    return { prefix: prefix + tail };
+  };
   if (literals.join('').includes('{') || literals.join('').includes('}') || tail.includes('{') || tail.includes('}')) {
     throw new Error('unbalanced { or } outside a {field} placeholder');
   }
@@ -46,20 +64,32 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     source,
     fields,
     fill(event) {
-      if (event === null || typeof event !== 'object' || Array.isArray(event)) {
-        return { miss: 'event is not a JSON object' };
+      if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_OBJECT_MISS;
+      return fillValues(fields.map((path) => lookup(event, path)));
+    },
+    fillFromJson(bytes) {
+      if (reader === null) {
+        const event = parseJson(bytes);
+        return event === NOT_JSON ? NOT_JSON_MISS : this.fill(event);
       }
-      let prefix = '';
-      for (let i = 0; i < fields.length; i++) {
-        const path = fields[i] as string[];
-        const value = lookup(event, path);
-        const text = valueText(value);
-        if (typeof text !== 'string') return { miss: `field ${path.join('.')} ${text.miss}` };
-        prefix += (literals[i] as string) + text;
-      }
-      return { prefix: prefix + tail };
+      const values = reader.read(bytes);
+      if (values === NOT_JSON) return NOT_JSON_MISS;
+      if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
+      return fillValues(values);
     },
   };
+}
+
+const NOT_JSON_MISS = Object.freeze({ miss: 'event is not JSON' });
+const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });
+
+/** `JSON.parse` of UTF-8 bytes, or `NOT_JSON`. */
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    return NOT_JSON;
+  }
 }
 
 function lookup(event: object, path: readonly string[]): unknown {

@@ -87,7 +87,9 @@ export class KeyBy extends Transform {
       return dest;
     }
     if (options.prefixTemplate) {
-      const filled = options.prefixTemplate.fill(jsonOf(event.payload));
+      const { payload } = event;
+      const template = options.prefixTemplate;
+      const filled = payload instanceof Uint8Array ? template.fillFromJson(payload) : template.fill(typeof payload === 'string' ? jsonOf(payload) : payload);
       const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
       if (dest !== null && !('problem' in dest)) return dest;
       this.#ctx.counters.unrouted += 1;
@@ -126,12 +128,10 @@ export class KeyBy extends Transform {
   }
 }
 
-/** The value a template reads: a string or Buffer payload is parsed as JSON. */
-function jsonOf(payload: unknown): unknown {
-  if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return payload;
+/** The value a template reads from a string payload: its JSON. */
+function jsonOf(payload: string): unknown {
   try {
-    const text = typeof payload === 'string' ? payload : Buffer.isBuffer(payload) ? payload.toString('utf8') : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
-    return JSON.parse(text);
+    return JSON.parse(payload);
   } catch {
     return undefined;
   }
