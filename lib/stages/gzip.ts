@@ -29,7 +29,7 @@ export function gzip(ctx: SinkContext): Gzip {
 
 const CHUNK = 64 * 1024;
 /** A streaming batch's bytes are written to its gzip stream in pieces of about this size. */
-const WRITE_BYTES = 64 * 1024;
+const WRITE_BYTES = 256 * 1024;
 /** With `parallelGzip`: the uncompressed size of one gzip member. */
 export const MEMBER_BYTES = 1024 * 1024;
 /** One-shot compressions running at once: enough to keep libuv's thread pool busy. */
