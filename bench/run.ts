@@ -43,6 +43,8 @@ const cores = availableParallelism();
 interface Measured {
   seconds: number;
   cpuSeconds: number | null;
+  /** Of which the main thread (node runs only). */
+  mainCpuSeconds: number | null;
   maxRssBytes: number | null;
 }
 
@@ -97,9 +99,9 @@ async function runNode(args: string[], stdinFile: string, env: Record<string, st
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   const seconds = (performance.now() - started) / 1000;
   if (code !== 0) throw new Error(`node ${args.join(' ')} exited with ${code}:\n${stderr}`);
-  const usage = JSON.parse(readFileSync(usageFile, 'utf8')) as { cpuSeconds: number; maxRssBytes: number };
+  const usage = JSON.parse(readFileSync(usageFile, 'utf8')) as { cpuSeconds: number; mainCpuSeconds: number | null; maxRssBytes: number };
   rmSync(usageFile, { force: true });
-  return { seconds, cpuSeconds: usage.cpuSeconds, maxRssBytes: usage.maxRssBytes, stderr };
+  return { seconds, cpuSeconds: usage.cpuSeconds, mainCpuSeconds: usage.mainCpuSeconds, maxRssBytes: usage.maxRssBytes, stderr };
 }
 
 /** A shell pipeline (the gzip baselines), timed by bash: wall and CPU. */
@@ -107,7 +109,7 @@ function runShell(command: string): Measured {
   const result = spawnSync('bash', ['-c', `TIMEFORMAT='%R %U %S'; time ( ${command} )`], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`${command}: ${result.stderr}`);
   const [real, user, sys] = (result.stderr.trim().split('\n').pop() as string).split(' ').map(Number) as [number, number, number];
-  return { seconds: real, cpuSeconds: user + sys, maxRssBytes: null };
+  return { seconds: real, cpuSeconds: user + sys, mainCpuSeconds: null, maxRssBytes: null };
 }
 
 // ---------------------------------------------------------------- checks
@@ -225,8 +227,9 @@ async function main(): Promise<void> {
   const summary = [...rows.values()].map((row) => {
     const seconds = median(row.runs.map((r) => r.seconds));
     const cpu = row.runs.every((r) => r.cpuSeconds !== null) ? median(row.runs.map((r) => r.cpuSeconds as number)) : null;
+    const mainCpu = row.runs.every((r) => r.mainCpuSeconds !== null) ? median(row.runs.map((r) => r.mainCpuSeconds as number)) : null;
     const rss = row.runs.every((r) => r.maxRssBytes !== null) ? median(row.runs.map((r) => r.maxRssBytes as number)) : null;
-    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, peakRssMiB: rss === null ? null : rss / MiB, baseline: row.baseline, ratio: null as number | null };
+    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, mainCpuSeconds: mainCpu, peakRssMiB: rss === null ? null : rss / MiB, baseline: row.baseline, ratio: null as number | null };
   });
   for (const s of summary) {
     const base = summary.find((b) => b.scenario === s.baseline);
@@ -251,11 +254,11 @@ async function main(): Promise<void> {
   const lines = [
     `s3-sink benchmark: ${machine.cpu}, ${cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}; ${rounds} round(s), medians; s3rver in its own process`,
     '',
-    `| ${pad('scenario', 38)} | ${pad('input', 13)} | MiB/s | events/s  | CPU s | peak RSS MiB | baseline (same run)       | ratio |`,
-    `|${'-'.repeat(40)}|${'-'.repeat(15)}|------:|----------:|------:|-------------:|${'-'.repeat(27)}|------:|`,
+    `| ${pad('scenario', 38)} | ${pad('input', 13)} | MiB/s | events/s  | CPU s | main thread CPU s | peak RSS MiB | baseline (same run)       | ratio |`,
+    `|${'-'.repeat(40)}|${'-'.repeat(15)}|------:|----------:|------:|------------------:|-------------:|${'-'.repeat(27)}|------:|`,
     ...summary.map(
       (s) =>
-        `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 25)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
+        `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.mainCpuSeconds).padStart(17)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 25)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
     ),
     '',
     `memory: idle CLI ${num(memory.idleRssMiB, 0)} MiB; peak ${num(memory.smallPeakRssMiB, 0)} MiB over ${memory.smallInputMiB} MiB of input, ${num(memory.largePeakRssMiB, 0)} MiB over ${memory.largeInputMiB} MiB (×${num(memory.largeOverSmall, 2)});`,
