@@ -32,7 +32,7 @@ interface Node {
   /** The same, as arrays (quicker to walk for every key). */
   names: string[];
   kids: Node[];
-  /** Leaf: the index of the field it reads; -1 for an inner node. */
+  /** The index of the field it reads, or -1 (a node only on the way to others). */
   field: number;
   /** The fields under this node (itself, for a leaf): reset when its key appears again. */
   fields: number[];
@@ -117,7 +117,7 @@ export class JsonFields {
         i = skipSpace(b, i + 1, n);
         if (b[i] !== 0x7d /* } */) {
           kinds.push(OBJECT);
-          node = target !== null && leaf === -1 ? target : null;
+          node = target !== null && target.names.length > 0 ? target : null;
           nodes.push(node);
           expectKey = true;
           continue;

@@ -3,7 +3,7 @@ import { AN_ARRAY, AN_OBJECT, JsonFields, NOT_AN_OBJECT, NOT_JSON, type FieldVal
 import { compileTemplate } from '../lib/template.js';
 import { prng } from './helpers/data.js';
 
-const PATHS = [['service'], ['k8s', 'ns'], ['a', 'b', 'c'], ['__proto__']];
+const PATHS = [['service'], ['k8s', 'ns'], ['a', 'b', 'c'], ['__proto__'], ['k8s']];
 const reader = new JsonFields(PATHS);
 
 /** What `read` must give: the answer of JSON.parse, looked up by hand. */
@@ -114,8 +114,10 @@ test('the expected answers above are not all the same (the comparison can fail)'
     return answer === NOT_JSON ? 'not json' : answer === NOT_AN_OBJECT ? 'not an object' : 'object';
   }));
   t.deepEqual([...kinds].sort(), ['not an object', 'not json', 'object']);
-  t.deepEqual(reader.read(Buffer.from('{"service":"first","service":"last"}')), ['last', undefined, undefined, undefined]);
-  t.deepEqual(reader.read(Buffer.from('{"a":{"b":{"c":1}},"a":{"b":{"d":2}}}')), [undefined, undefined, undefined, undefined]);
+  t.deepEqual(reader.read(Buffer.from('{"service":"first","service":"last"}')), ['last', undefined, undefined, undefined, undefined]);
+  t.deepEqual(reader.read(Buffer.from('{"a":{"b":{"c":1}},"a":{"b":{"d":2}}}')), [undefined, undefined, undefined, undefined, undefined]);
+  // A field that is also the way to another: both are read.
+  t.deepEqual(reader.read(Buffer.from('{"k8s":{"ns":"prod"}}')), [undefined, 'prod', undefined, undefined, AN_OBJECT]);
 });
 
 // Random JSON, written with random spacing, then damaged by random edits: every
