@@ -57,20 +57,21 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     }
     return { prefix: prefix + tail };
   };
+  const fill = (event: unknown): Filled => {
+    if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_OBJECT_MISS;
+    return fillValues(fields.map((path) => lookup(event, path)));
+  };
   if (literals.join('').includes('{') || literals.join('').includes('}') || tail.includes('{') || tail.includes('}')) {
     throw new Error('unbalanced { or } outside a {field} placeholder');
   }
   return {
     source,
     fields,
-    fill(event) {
-      if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_OBJECT_MISS;
-      return fillValues(fields.map((path) => lookup(event, path)));
-    },
+    fill,
     fillFromJson(bytes) {
       if (reader === null) {
         const event = parseJson(bytes);
-        return event === NOT_JSON ? NOT_JSON_MISS : this.fill(event);
+        return event === UNPARSABLE ? NOT_JSON_MISS : fill(event);
       }
       const values = reader.read(bytes);
       if (values === NOT_JSON) return NOT_JSON_MISS;
@@ -83,12 +84,14 @@ export function compileTemplate(source: string): PrefixTemplate | null {
 const NOT_JSON_MISS = Object.freeze({ miss: 'event is not JSON' });
 const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });
 
-/** `JSON.parse` of UTF-8 bytes, or `NOT_JSON`. */
+const UNPARSABLE = Symbol('unparsable');
+
+/** `JSON.parse` of UTF-8 bytes, or `UNPARSABLE`. */
 function parseJson(bytes: Uint8Array): unknown {
   try {
     return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
   } catch {
-    return NOT_JSON;
+    return UNPARSABLE;
   }
 }
 

@@ -179,7 +179,10 @@ test('templates fill the same from bytes as from the parsed event', (t) => {
   }
   // A path through an array index cannot be read without parsing: it still fills the same.
   const indexed = compileTemplate('app/{tags.0}/');
-  t.deepEqual(indexed?.fillFromJson(Buffer.from('{"tags":["blue"]}')), { prefix: 'app/blue/' });
+  const fillFromJson = indexed?.fillFromJson;
+  t.deepEqual(fillFromJson?.(Buffer.from('{"tags":["blue"]}')), { prefix: 'app/blue/' });
+  t.deepEqual(fillFromJson?.(Buffer.from('null')), { miss: 'event is not a JSON object' });
+  t.deepEqual(fillFromJson?.(Buffer.from('{"tags":')), { miss: 'event is not JSON' });
 });
 
 test('paths that could read an array’s own properties are refused', (t) => {
