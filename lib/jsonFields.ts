@@ -27,9 +27,7 @@ export const NOT_JSON = null;
 export const NOT_AN_OBJECT: readonly FieldValue[] = Object.freeze([]);
 
 interface Node {
-  /** Children by key name (an inner node: its value is an object to look into). */
-  children: Map<string, Node>;
-  /** The same, as arrays (quicker to walk for every key). */
+  /** The keys that lead on from here (its value is an object to look into), and where each leads. */
   names: string[];
   kids: Node[];
   /** The index of the field it reads, or -1 (a node only on the way to others). */
@@ -60,15 +58,14 @@ export class JsonFields {
   constructor(paths: readonly (readonly string[])[]) {
     if (!JsonFields.supports(paths)) throw new Error('JsonFields: a path is empty or names an array index or length');
     this.paths = paths;
-    this.#root = { children: new Map(), names: [], kids: [], field: -1, fields: [] };
+    this.#root = { names: [], kids: [], field: -1, fields: [] };
     paths.forEach((path, index) => {
       let node = this.#root;
       for (let d = 0; d < path.length; d++) {
         const name = path[d] as string;
-        let child = node.children.get(name);
+        let child = node.kids[node.names.indexOf(name)];
         if (!child) {
-          child = { children: new Map(), names: [], kids: [], field: -1, fields: [] };
-          node.children.set(name, child);
+          child = { names: [], kids: [], field: -1, fields: [] };
           node.names.push(name);
           node.kids.push(child);
         }
@@ -261,9 +258,8 @@ function keyEquals(b: Uint8Array, start: number, end: number, name: string): boo
     if (c === 0x5c) return decodeString(b, start, end) === name; // escapes: compare the decoded key (rare)
     if (c !== name.charCodeAt(k)) return false;
   }
-  if (len === name.length) return true;
-  // Longer than the name: it can still be the name written with escapes.
-  return len > name.length && b.indexOf(0x5c, start + 1 + k) !== -1 && b.indexOf(0x5c, start + 1 + k) < end && decodeString(b, start, end) === name;
+  // No escape within the name's length: a longer key decodes to more than the name.
+  return len === name.length;
 }
 
 /** The string token `b[start, end)` (quotes included), decoded as `JSON.parse` would. */

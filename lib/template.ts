@@ -24,6 +24,8 @@ export interface PrefixTemplate {
    * for `JSON.parse` of them, without building the parsed value.
    */
   fillFromJson(bytes: Uint8Array): { prefix: string } | { miss: string };
+  /** For an event's payload as a sink takes it: a string or bytes are its JSON, anything else is the event itself. */
+  fillFromPayload(payload: unknown): { prefix: string } | { miss: string };
 }
 
 type Filled = { prefix: string } | { miss: string };
@@ -47,6 +49,9 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     last = (m.index as number) + m[0].length;
   }
   const tail = source.slice(last);
+  if (literals.join('').includes('{') || literals.join('').includes('}') || tail.includes('{') || tail.includes('}')) {
+    throw new Error('unbalanced { or } outside a {field} placeholder');
+  }
   const reader = JsonFields.supports(fields) ? new JsonFields(fields) : null;
   const fillValues = (values: readonly unknown[]): Filled => {
     let prefix = '';
@@ -61,22 +66,25 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_OBJECT_MISS;
     return fillValues(fields.map((path) => lookup(event, path)));
   };
-  if (literals.join('').includes('{') || literals.join('').includes('}') || tail.includes('{') || tail.includes('}')) {
-    throw new Error('unbalanced { or } outside a {field} placeholder');
-  }
+  const fillFromText = (text: string): Filled => {
+    const event = parseJson(text);
+    return event === UNPARSABLE ? NOT_JSON_MISS : fill(event);
+  };
+  const fillFromJson = (bytes: Uint8Array): Filled => {
+    if (reader === null) return fillFromText(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    const values = reader.read(bytes);
+    if (values === NOT_JSON) return NOT_JSON_MISS;
+    if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
+    return fillValues(values);
+  };
   return {
     source,
     fields,
     fill,
-    fillFromJson(bytes) {
-      if (reader === null) {
-        const event = parseJson(bytes);
-        return event === UNPARSABLE ? NOT_JSON_MISS : fill(event);
-      }
-      const values = reader.read(bytes);
-      if (values === NOT_JSON) return NOT_JSON_MISS;
-      if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
-      return fillValues(values);
+    fillFromJson,
+    fillFromPayload(payload) {
+      if (payload instanceof Uint8Array) return fillFromJson(payload);
+      return typeof payload === 'string' ? fillFromText(payload) : fill(payload);
     },
   };
 }
@@ -86,10 +94,10 @@ const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });
 
 const UNPARSABLE = Symbol('unparsable');
 
-/** `JSON.parse` of UTF-8 bytes, or `UNPARSABLE`. */
-function parseJson(bytes: Uint8Array): unknown {
+/** `JSON.parse(text)`, or `UNPARSABLE`. */
+function parseJson(text: string): unknown {
   try {
-    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    return JSON.parse(text);
   } catch {
     return UNPARSABLE;
   }

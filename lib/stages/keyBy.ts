@@ -87,9 +87,7 @@ export class KeyBy extends Transform {
       return dest;
     }
     if (options.prefixTemplate) {
-      const { payload } = event;
-      const template = options.prefixTemplate;
-      const filled = payload instanceof Uint8Array ? template.fillFromJson(payload) : template.fill(typeof payload === 'string' ? jsonOf(payload) : payload);
+      const filled = options.prefixTemplate.fillFromPayload(event.payload);
       const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
       if (dest !== null && !('problem' in dest)) return dest;
       this.#ctx.counters.unrouted += 1;
@@ -125,15 +123,6 @@ export class KeyBy extends Transform {
       this.#buckets.set(bucket, problem);
     }
     return problem;
-  }
-}
-
-/** The value a template reads from a string payload: its JSON. */
-function jsonOf(payload: string): unknown {
-  try {
-    return JSON.parse(payload);
-  } catch {
-    return undefined;
   }
 }
 
