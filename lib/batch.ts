@@ -14,6 +14,22 @@ export interface SinkRecord {
   prefix?: string;
   /** Strings and Buffers are written as they are; everything else as JSON. */
   payload: unknown;
+  /**
+   * Any value: handed back exactly once, in `'delivered'` (or `'dead-letter'`,
+   * or `'rejected'` with the reason), and before that in `'durable'` when the
+   * sink has a spool. It rides with the event through the chain.
+   */
+  ack?: unknown;
+}
+
+/** The acks of some events (`undefined` entries are events without one), or `null` when none has one. */
+export type Acks = unknown[] | null;
+
+/** `a` followed by `b`, keeping `null` for none. */
+export function concatAcks(a: Acks, b: Acks): Acks {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a.concat(b);
 }
 
 /** Where an object goes: a bucket and a normalised prefix (no leading, trailing or double `/`). */
@@ -34,9 +50,16 @@ export interface Routed {
   lines: Line[];
   /** Sum of `lineBytes(line)` over `lines`. */
   bytes: number;
+  /** The acks of `lines`, one per line, or `null` when no event had one. */
+  acks: Acks;
 }
 
-/** One future object: opened by `window` at its first event, closed at its window's end, a size limit or the stream's end. */
+/**
+ * One future object: opened by `window` at its first event, closed at its
+ * window's end, a size limit or the stream's end. It is identified by its
+ * `key` (what the spool writes down and recovers): every stage that keeps
+ * state per batch keys it by `key`, never by this object.
+ */
 export interface Batch {
   /** Order of opening, for logs. */
   readonly seq: number;
@@ -58,17 +81,25 @@ export interface Batch {
   streaming: boolean;
 }
 
-/** A batch is complete: nothing more will come for it. */
+/**
+ * A batch is complete: nothing more will come for it. From `gzip` on it
+ * carries the acks of the whole batch (they reach `upload` with it).
+ */
 export interface End {
   batch: Batch;
   end: true;
+  acks?: Acks;
 }
 
-/** What `window` emits (arrays of them): lines for a batch, or its end. */
-export type LinesPiece = { batch: Batch; lines: Line[]; bytes: number } | End;
+/** What `window` emits (arrays of them): lines for a batch (with their acks, one per line), or its end. */
+export type LinesPiece = { batch: Batch; lines: Line[]; bytes: number; acks: Acks } | End;
 
-/** What `join` emits (arrays of them) and `gzip` emits (one at a time): bytes for a batch, or its end. */
-export type BytesPiece = { batch: Batch; data: Buffer } | End;
+/**
+ * What `join` emits (arrays of them) and `gzip` emits (one at a time): bytes
+ * for a batch, or its end. Before `gzip` a data piece carries the acks of its
+ * lines (only those that have one); `gzip` gathers them onto the batch's end.
+ */
+export type BytesPiece = { batch: Batch; data: Buffer; acks?: Acks } | End;
 
 export function isEnd(piece: LinesPiece | BytesPiece): piece is End {
   return 'end' in piece;

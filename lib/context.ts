@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DeadLetterDir, type DeadLetter } from './deadLetter.js';
+import { Spool } from './spool.js';
+import type { Delivered } from './stages/upload.js';
 import { OptionError } from './errors.js';
 import { Ledger } from './ledger.js';
 import { resolveOptions, type ResolvedOptions, type SinkOptions } from './options.js';
@@ -28,6 +30,8 @@ export interface Rejection {
   reason: string;
   /** Its first bytes (up to 64), decoded as UTF-8 for display. */
   head: string;
+  /** The event's `ack`, when it had one. */
+  ack?: unknown;
 }
 
 /** Counters since the sink started (`sink.stats()`). */
@@ -62,6 +66,28 @@ export interface SinkStats {
   deadLetteredEvents: number;
   /** Multipart uploads left behind by earlier runs and aborted by the orphan sweep. */
   orphansAborted: number;
+  /** Batches given up on with no place to keep them (no spool, no `deadLetter`): not delivered. */
+  lostBatches: number;
+  /** Events in those batches. */
+  lostEvents: number;
+  /** Events reported `'durable'` (with a spool). */
+  durableEvents: number;
+  /** Batches an earlier run left in the spool, re-delivered by this one. */
+  recoveredBatches: number;
+  /** Events in those batches. */
+  recoveredEvents: number;
+  /** Times a batch whose upload failed in a way that can pass went back to the spool to be delivered again. */
+  redelivered: number;
+  /** Bytes of this run's spool segments on disk now. */
+  spooledBytes: number;
+}
+
+/** What an earlier run left in the spool and this one delivered (the `'recovered'` event). */
+export interface Recovered {
+  batches: number;
+  events: number;
+  /** Line bytes, uncompressed. */
+  bytes: number;
 }
 
 /** Something the operator should know that did not stop delivery (the `'warning'` event). */
@@ -87,9 +113,12 @@ export interface SinkEvents {
   'dead-letter': [DeadLetter];
   warning: [SinkWarning];
   swept: [SweepResult];
+  durable: [unknown[]];
+  delivered: [Delivered];
+  recovered: [Recovered];
 }
 
-type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes'>;
+type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'spooledBytes'>;
 
 /**
  * What the stages of one sink share: the resolved options, the S3 client, the
@@ -115,11 +144,19 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     deadLettered: 0,
     deadLetteredEvents: 0,
     orphansAborted: 0,
+    lostBatches: 0,
+    lostEvents: 0,
+    durableEvents: 0,
+    recoveredBatches: 0,
+    recoveredEvents: 0,
+    redelivered: 0,
   };
   /** Every request of the sink goes through it: timeouts, retries, the abort signal. */
   readonly transport: Transport;
   /** Where given-up batches go, when the `deadLetter` option is set. */
   readonly deadLetters: DeadLetterDir | null;
+  /** The durable spool, when the `spool` option is set. */
+  readonly spool: Spool | null;
   readonly #ownsClient: boolean;
   readonly #warned = new Set<string>();
   /** Where the sink's events also go: the S3Sink that wraps this context, if any. */
@@ -138,10 +175,28 @@ export class SinkContext extends EventEmitter<SinkEvents> {
       this.report('retry', info);
     });
     this.deadLetters = this.options.deadLetter === undefined ? null : deadLetterDir(this.options.deadLetter);
+    this.spool = this.options.spool === null ? null : this.#openSpool();
+  }
+
+  #openSpool(): Spool {
+    const options = this.options.spool as NonNullable<ResolvedOptions['spool']>;
+    const hooks = {
+      durable: (acks: unknown[]) => {
+        this.counters.durableEvents += acks.length;
+        this.report('durable', acks);
+      },
+      warn: (code: string, message: string, once?: boolean) => this.warn(code, message, once),
+    };
+    try {
+      return new Spool(options, hooks);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_S3SINK_SPOOL_LOCKED') throw err;
+      throw new OptionError('spool.dir', options.dir, `a directory that can be created and written (${(err as Error).message})`);
+    }
   }
 
   stats(): SinkStats {
-    return { ...this.counters, bufferedBytes: this.ledger.held, peakBufferedBytes: this.ledger.peak };
+    return { ...this.counters, bufferedBytes: this.ledger.held, peakBufferedBytes: this.ledger.peak, spooledBytes: this.spool?.bytes ?? 0 };
   }
 
   /** From now on the sink's events are emitted on `target` (the S3Sink wrapping the stages) as well as on this context. */
@@ -173,11 +228,11 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   }
 
   /** Reports an event that will not be written. Without a listener, the first one also becomes a process warning. */
-  reject(code: string, reason: string, head: Uint8Array | string): void {
+  reject(code: string, reason: string, head: Uint8Array | string, ack?: unknown): void {
     this.counters.rejected += 1;
     const text = typeof head === 'string' ? head.slice(0, 64) : Buffer.from(head.subarray(0, 64)).toString('utf8');
     if (this.#listened('rejected')) {
-      this.report('rejected', { code, reason, head: text });
+      this.report('rejected', ack === undefined ? { code, reason, head: text } : { code, reason, head: text, ack });
     } else if (!this.#warned.has('rejected')) {
       this.#warned.add('rejected');
       process.emitWarning(`s3-sink rejected an event: ${reason} (listen to 'rejected' to see every one; stats().rejected counts them)`, { code });
@@ -188,6 +243,7 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.spool?.close();
     if (this.#ownsClient) this.client.destroy();
   }
 }

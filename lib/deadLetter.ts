@@ -16,8 +16,8 @@ import type { Batch } from './batch.js';
 export interface DeadLetter {
   bucket: string;
   key: string;
-  /** The .gz file on disk. */
-  path: string;
+  /** The .gz file on disk; `null` when the sink has no place to keep it (no `spool`, no `deadLetter`): then its events are lost, and `close()` rejects at the end. */
+  path: string | null;
   /** The S3 error code that made the sink give up. */
   code: string;
   error: string;
@@ -26,61 +26,74 @@ export interface DeadLetter {
   events: number;
   bytes: number;
   compressedBytes: number;
+  /** The acks of its events (in the event only, not the sidecar). */
+  acks?: unknown[];
 }
 
 export class DeadLetterDir {
   readonly root: string;
   readonly #spool: string;
 
-  /** Creates the directory (and its spool) now, so a bad path fails at start. */
-  constructor(root: string) {
+  /** Creates the directory (and, for copies of uploading batches, its `.spool`) now, so a bad path fails at start. */
+  constructor(root: string, copies = true) {
     this.root = resolve(root);
     this.#spool = join(this.root, '.spool');
-    mkdirSync(this.#spool, { recursive: true });
+    mkdirSync(copies ? this.#spool : this.root, { recursive: true });
   }
 
-  open(batch: Batch): SpoolFile {
+  open(batch: Batch, onError: (err: Error) => void): SpoolFile {
     const name = batch.key.slice(batch.key.lastIndexOf('/') + 1);
-    return new SpoolFile(join(this.#spool, name), this.pathOf(batch));
+    return new SpoolFile(join(this.#spool, name), this.pathOf(batch), onError);
   }
 
   /** Where a given-up batch lands. Keys never escape the directory. */
-  pathOf(batch: Batch): string {
+  pathOf(batch: { bucket: string; key: string }): string {
     const path = resolve(this.root, batch.bucket, ...batch.key.split('/').filter((s) => s !== '' && s !== '.' && s !== '..'));
     if (!path.startsWith(this.root + sep)) throw new Error(`dead-letter path for ${batch.key} escapes ${this.root}`);
     return path;
   }
 }
 
+/**
+ * The copy of one batch while it uploads. A disk error (the directory
+ * removed, a full disk) never throws: it is kept in `error`, writes after it
+ * are dropped, and the caller decides (`commit` rejects with it).
+ */
 export class SpoolFile {
   readonly #path: string;
   readonly #target: string;
-  readonly #stream: WriteStream;
+  /** The copy's stream (wait on it with `whenWritable` when `write` returns false). */
+  readonly stream: WriteStream;
+  /** The first disk error, if any: the copy is incomplete. */
+  error: Error | null = null;
 
-  constructor(path: string, target: string) {
+  constructor(path: string, target: string, onError: (err: Error) => void) {
     this.#path = path;
     this.#target = target;
-    this.#stream = createWriteStream(path, { flags: 'wx' });
+    this.stream = createWriteStream(path, { flags: 'wx' });
+    this.stream.on('error', (err) => {
+      if (this.error) return;
+      this.error = err;
+      onError(err);
+    });
   }
 
-  /** `false` when the caller should wait for `'drain'`. */
+  /** `false` when the caller should wait for the stream to drain (or fail). */
   write(data: Buffer): boolean {
-    return this.#stream.write(data);
+    if (this.error || this.stream.destroyed) return true;
+    return this.stream.write(data);
   }
 
-  once(event: 'drain', callback: () => void): void {
-    this.#stream.once(event, callback);
-  }
-
-  /** The object reached S3: the copy goes. */
+  /** The object reached S3: the copy goes. Never rejects. */
   async discard(): Promise<void> {
-    await this.#close();
+    await this.#close().catch(() => {});
     await unlink(this.#path).catch(() => {});
   }
 
   /** The upload was given up on: the copy becomes the dead letter, with its sidecar. */
-  async commit(letter: Omit<DeadLetter, 'path'>): Promise<DeadLetter> {
+  async commit(letter: Omit<DeadLetter, 'path' | 'acks'>): Promise<DeadLetter> {
     await this.#close();
+    if (this.error) throw this.error;
     await mkdir(dirname(this.#target), { recursive: true });
     await rename(this.#path, this.#target);
     const full: DeadLetter = { ...letter, path: this.#target };
@@ -90,17 +103,17 @@ export class SpoolFile {
 
   /** Left where it is (a destroyed sink): the partial copy stays in the spool. */
   abandon(): void {
-    this.#stream.end();
+    if (!this.stream.destroyed) this.stream.end();
   }
 
   #close(): Promise<void> {
-    return new Promise((done, fail) => {
-      if (this.#stream.closed) {
+    return new Promise((done) => {
+      if (this.stream.closed || this.stream.destroyed) {
         done();
         return;
       }
-      this.#stream.once('error', fail);
-      this.#stream.end(() => done());
+      this.stream.once('close', () => done());
+      this.stream.end();
     });
   }
 }

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
-import type { Batch } from './batch.js';
+/** What the budget knows of a batch: its key (a batch is identified by its key, not by an object). */
+export type BatchRef = { readonly key: string };
 
 /**
  * The memory budget (`maxBufferedBytes`) shared by the stages of one sink.
@@ -57,7 +58,7 @@ export class Ledger {
   readonly max: number;
   #held = 0;
   #peak = 0;
-  readonly #entries = new Map<Batch, Entry>();
+  readonly #entries = new Map<string, Entry>();
   #waiters: (() => void)[] = [];
 
   constructor(max: number) {
@@ -74,12 +75,12 @@ export class Ledger {
     return this.#peak;
   }
 
-  heldBy(batch: Batch): number {
-    return this.#entries.get(batch)?.held ?? 0;
+  heldBy(batch: BatchRef): number {
+    return this.#entries.get(batch.key)?.held ?? 0;
   }
 
   /** `window`: `n` more bytes for `batch`. */
-  charge(batch: Batch, n: number): void {
+  charge(batch: BatchRef, n: number): void {
     this.#entry(batch).held += n;
     this.#held += n;
     if (this.#held > this.#peak) this.#peak = this.#held;
@@ -91,10 +92,10 @@ export class Ledger {
    * gzip's framing (about 20 bytes an object, and 0.03 % of incompressible
    * data) goes uncounted rather than push the total past the budget.
    */
-  convert(batch: Batch, raw: number, compressed: number): void {
+  convert(batch: BatchRef, raw: number, compressed: number): void {
     const delta = compressed - raw;
     if (delta >= 0) return;
-    const entry = this.#entries.get(batch);
+    const entry = this.#entries.get(batch.key);
     if (!entry) return;
     entry.held += delta;
     this.#held += delta;
@@ -102,8 +103,8 @@ export class Ledger {
   }
 
   /** `upload`: `n` compressed bytes of `batch` are in S3. */
-  release(batch: Batch, n: number): void {
-    const entry = this.#entries.get(batch);
+  release(batch: BatchRef, n: number): void {
+    const entry = this.#entries.get(batch.key);
     if (!entry || n <= 0) return;
     const freed = Math.min(n, entry.held);
     entry.held -= freed;
@@ -113,22 +114,22 @@ export class Ledger {
   }
 
   /** `upload`: the batch's object is complete (or given up); everything it held is freed. */
-  settle(batch: Batch): void {
-    const entry = this.#entries.get(batch);
+  settle(batch: BatchRef): void {
+    const entry = this.#entries.get(batch.key);
     if (!entry) return;
-    this.#entries.delete(batch);
+    this.#entries.delete(batch.key);
     this.#held -= entry.held;
     this.#notify();
   }
 
   /** `window`: no more bytes will come for `batch`; all it holds will drain. */
-  markClosed(batch: Batch): void {
+  markClosed(batch: BatchRef): void {
     this.#entry(batch).closed = true;
   }
 
   /** `upload`: `n` bytes of `batch` are in full parts on their way to S3. */
-  setInParts(batch: Batch, n: number): void {
-    const entry = this.#entries.get(batch);
+  setInParts(batch: BatchRef, n: number): void {
+    const entry = this.#entries.get(batch.key);
     if (entry) entry.inParts = n;
   }
 
@@ -149,11 +150,11 @@ export class Ledger {
     this.#notify();
   }
 
-  #entry(batch: Batch): Entry {
-    let entry = this.#entries.get(batch);
+  #entry(batch: BatchRef): Entry {
+    let entry = this.#entries.get(batch.key);
     if (!entry) {
       entry = { held: 0, closed: false, inParts: 0 };
-      this.#entries.set(batch, entry);
+      this.#entries.set(batch.key, entry);
     }
     return entry;
   }

@@ -3,6 +3,7 @@ import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
 import { checkPrefix, MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+import type { FsyncPolicy, ResolvedSpool, SpoolOptions } from './spool.js';
 import { compileTemplate, type PrefixTemplate } from './template.js';
 
 const KiB = 1024;
@@ -148,6 +149,17 @@ export interface SinkOptions {
    * Default: off. Memory: none.
    */
   sweepOrphans?: number | false;
+  /**
+   * The durable spool: every event is written to a file in `dir` before it is
+   * compressed, reported `'durable'` once fsynced (per `fsync`), and deleted
+   * once its object is in S3. At start, what an earlier run left (a crash,
+   * `kill -9`) is delivered under the keys it had. Retryable failures (an S3
+   * outage) are retried from disk for as long as it takes; a batch given up
+   * on moves to `dir/dead/`. One process per directory. Not with `deadLetter`.
+   * Default: none. Memory: none (disk: the events not yet in S3, up to
+   * `maxBytes`, default 8 GiB; past it writes wait).
+   */
+  spool?: SpoolOptions;
   /** Time source for windows, key timestamps and the window timer (tests inject one). Default: the system clock. Memory: none. */
   clock?: Clock;
 }
@@ -176,6 +188,7 @@ export interface ResolvedOptions {
   readonly requestTimeoutMs: number;
   readonly deadLetter: string | undefined;
   readonly sweepOrphans: number | false;
+  readonly spool: ResolvedSpool | null;
   /** The part of the prefix before its first placeholder, normalised (where the orphan sweep looks). */
   readonly prefixRoot: string;
   readonly clock: Clock;
@@ -201,7 +214,7 @@ const CANNED_ACLS: readonly string[] = ['private', 'public-read', 'public-read-w
 const KNOWN = new Set<string>([
   'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'acl', 'input', 'windowMs', 'partSize', 'queueSize',
   'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'parallelGzip', 'retry', 'requestTimeoutMs',
-  'deadLetter', 'sweepOrphans', 'clock',
+  'deadLetter', 'sweepOrphans', 'spool', 'clock',
 ]);
 
 /** Most bytes gzip can make of `n` input bytes (zlib's deflateBound for a gzip wrapper, rounded up). */
@@ -270,6 +283,8 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   const retry = resolveRetry(o.retry);
   const requestTimeoutMs = int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 100, 3_600_000);
   if (o.deadLetter !== undefined && (typeof o.deadLetter !== 'string' || o.deadLetter === '')) throw new OptionError('deadLetter', o.deadLetter, 'a directory path');
+  const spool = resolveSpool(o.spool);
+  if (spool !== null && o.deadLetter !== undefined) throw new OptionError('deadLetter', o.deadLetter, `no deadLetter with a spool (it keeps given-up batches in ${spool.dir}/dead)`);
   const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : int('sweepOrphans', o.sweepOrphans, 0, 10 * 60_000, 365 * 24 * 3_600_000);
   if (sweepOrphans !== false && o.bucket === undefined) throw new OptionError('sweepOrphans', o.sweepOrphans, 'a default bucket to sweep (the bucket option)');
 
@@ -311,8 +326,29 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     requestTimeoutMs,
     deadLetter: o.deadLetter,
     sweepOrphans,
+    spool,
     prefixRoot: normalizePrefix(rawPrefix.split('{')[0] as string),
     clock,
+  });
+}
+
+const FSYNC_POLICIES: readonly FsyncPolicy[] = ['always', 'interval', 'never'];
+
+function resolveSpool(value: unknown): ResolvedSpool | null {
+  if (value === undefined) return null;
+  if (value === null || typeof value !== 'object') throw new OptionError('spool', value, 'an object { dir, fsync?, fsyncIntervalMs?, maxBytes? }');
+  const o = value as Partial<SpoolOptions>;
+  for (const name of Object.keys(o)) {
+    if (!['dir', 'fsync', 'fsyncIntervalMs', 'maxBytes'].includes(name)) throw new OptionError(`spool.${name}`, (o as Record<string, unknown>)[name], 'no such field; spool has dir, fsync, fsyncIntervalMs and maxBytes');
+  }
+  if (typeof o.dir !== 'string' || o.dir === '') throw new OptionError('spool.dir', o.dir, 'a directory path');
+  const fsync = o.fsync ?? 'interval';
+  if (!FSYNC_POLICIES.includes(fsync)) throw new OptionError('spool.fsync', fsync, `one of ${FSYNC_POLICIES.map((p) => `'${p}'`).join(', ')}`);
+  return Object.freeze({
+    dir: o.dir,
+    fsync,
+    fsyncIntervalMs: int('spool.fsyncIntervalMs', o.fsyncIntervalMs, 200, 1, 60_000),
+    maxBytes: int('spool.maxBytes', o.maxBytes, 8 * GiB, 1 * MiB, 2 ** 50),
   });
 }
 

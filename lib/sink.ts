@@ -1,5 +1,5 @@
 import { finished, pipeline, Writable, type Duplex } from 'node:stream';
-import { sinkContext, type Receipt, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
+import { sinkContext, type Receipt, type Recovered, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
 import type { DeadLetter } from './deadLetter.js';
 import { sweepOrphans } from './multipart.js';
 import type { SinkOptions } from './options.js';
@@ -7,7 +7,8 @@ import { gzip } from './stages/gzip.js';
 import { join } from './stages/join.js';
 import { keyBy } from './stages/keyBy.js';
 import { parse } from './stages/parse.js';
-import { upload } from './stages/upload.js';
+import { spool } from './stages/spool.js';
+import { upload, type Delivered } from './stages/upload.js';
 import { window } from './stages/window.js';
 import type { RetryInfo } from './transport.js';
 
@@ -25,6 +26,9 @@ export interface S3Sink {
   on(event: 'dead-letter', listener: (letter: DeadLetter) => void): this;
   on(event: 'warning', listener: (warning: SinkWarning) => void): this;
   on(event: 'swept', listener: (result: SweepResult) => void): this;
+  on(event: 'durable', listener: (acks: unknown[]) => void): this;
+  on(event: 'delivered', listener: (delivered: Delivered) => void): this;
+  on(event: 'recovered', listener: (recovered: Recovered) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'object', listener: (receipt: Receipt) => void): this;
   once(event: 'rejected', listener: (rejection: Rejection) => void): this;
@@ -32,6 +36,9 @@ export interface S3Sink {
   once(event: 'dead-letter', listener: (letter: DeadLetter) => void): this;
   once(event: 'warning', listener: (warning: SinkWarning) => void): this;
   once(event: 'swept', listener: (result: SweepResult) => void): this;
+  once(event: 'durable', listener: (acks: unknown[]) => void): this;
+  once(event: 'delivered', listener: (delivered: Delivered) => void): this;
+  once(event: 'recovered', listener: (recovered: Recovered) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
@@ -99,10 +106,10 @@ export class S3Sink extends Writable {
   }
 }
 
-/** The sink for `options`: `parse → keyBy → window → join → gzip → upload` as one Writable. */
+/** The sink for `options`: `parse → keyBy → window → join → spool → gzip → upload` as one Writable (`spool` passes pieces through when the option is not set). */
 export function s3Sink(options: SinkOptions = {}): S3Sink {
   const ctx = sinkContext(options);
-  return composeSink(ctx, [parse(ctx), keyBy(ctx), window(ctx), join(), gzip(ctx), upload(ctx)]);
+  return composeSink(ctx, [parse(ctx), keyBy(ctx), window(ctx), join(), spool(ctx), gzip(ctx), upload(ctx)]);
 }
 
 /**

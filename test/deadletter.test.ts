@@ -43,8 +43,8 @@ test('NoSuchBucket with deadLetter: the batch is on disk, complete, readable wit
   t.is(letter.path, join(dir, 'no-such-bucket', ...letter.key.split('/')));
   t.is(letter.events, 400);
   const expected = records.filter((r) => r.bucket === undefined).map((r) => `${JSON.stringify(r.payload)}\n`).join('');
-  t.is(await zcat(letter.path), expected);
-  t.is((await stat(letter.path)).size, letter.compressedBytes);
+  t.is(await zcat(letter.path!), expected);
+  t.is((await stat(letter.path!)).size, letter.compressedBytes);
   const sidecar = JSON.parse(await readFile(`${letter.path}.json`, 'utf8')) as DeadLetter;
   t.is(sidecar.bucket, 'no-such-bucket');
   t.is(sidecar.key, letter.key);
@@ -74,7 +74,7 @@ test('a multipart upload refused at its second part: AbortMultipartUpload is sen
   t.is(letters.length, 1);
   t.is(letters[0]!.code, 'AccessDenied');
   t.true(letters[0]!.compressedBytes > 5 * 1024 * 1024, 'more than one part of bytes: part 1 went up, part 2 was refused');
-  t.is(await zcat(letters[0]!.path), `${lines.join('\n')}\n`);
+  t.is(await zcat(letters[0]!.path!), `${lines.join('\n')}\n`);
   t.true(sent.includes('AbortMultipartUpload'), sent.join(','));
   t.deepEqual(warnings.map((w) => w.code), ['S3SINK_NO_ABORT'], 's3rver lacks AbortMultipartUpload: said once');
 });

@@ -31,7 +31,7 @@ test.afterEach.always(() => t_cleanup.splice(0).forEach((f) => f()));
 
 const A = destination('bucket', 'a');
 const B = destination('bucket', 'b');
-const group = (dest: typeof A, ...lines: string[]): Routed => ({ destination: dest, lines, bytes: lines.reduce((n, l) => n + lineBytes(l), 0) });
+const group = (dest: typeof A, ...lines: string[]): Routed => ({ destination: dest, lines, bytes: lines.reduce((n, l) => n + lineBytes(l), 0), acks: null });
 
 /** The lines each batch received, and whether it ended, in order of opening. */
 function batches(out: LinesPiece[]) {

@@ -56,7 +56,8 @@ export class Progress {
 
   /** A batch given up on: always said (it is not in S3). */
   deadLetter(letter: DeadLetter): void {
-    this.#line(`dead letter: s3://${letter.bucket}/${letter.key} (${letter.events} events) written to ${letter.path}: ${letter.code}`);
+    const where = letter.path === null ? 'not delivered, nowhere to keep it (use --spool-dir or --dead-letter-dir)' : `written to ${letter.path}`;
+    this.#line(`dead letter: s3://${letter.bucket}/${letter.key} (${letter.events} events) ${where}: ${letter.code}`);
   }
 
   /** Always said: the operator should know. */

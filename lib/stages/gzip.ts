@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
-import type { Batch, BytesPiece } from '../batch.js';
+import type { Batch, BytesPiece, End } from '../batch.js';
+import { whenWritable } from '../streams.js';
 import type { SinkContext } from '../context.js';
 import { PARALLEL_MEMBERS } from '../ledger.js';
 import { gzipBound } from '../options.js';
@@ -50,6 +51,8 @@ interface Members {
 
 interface State {
   batch: Batch;
+  /** The acks of its lines so far; they leave with its end. */
+  acks: unknown[] | null;
   pending: Buffer[];
   pendingBytes: number;
   /** Its end came; compression is finishing. */
@@ -68,7 +71,8 @@ type Wait = (done: () => void) => void;
 
 export class Gzip extends Duplex {
   readonly #ctx: SinkContext;
-  readonly #states = new Map<Batch, State>();
+  /** By batch key. */
+  readonly #states = new Map<string, State>();
   #paused = false;
   #oneShots = 0;
   readonly #oneShotQueue: State[] = [];
@@ -86,10 +90,14 @@ export class Gzip extends Duplex {
     let members = false;
     for (const piece of pieces) {
       if ('end' in piece) {
-        this.#end(piece.batch);
+        this.#end(piece);
         continue;
       }
       const state = this.#state(piece.batch);
+      if (piece.acks) {
+        state.acks ??= [];
+        for (const ack of piece.acks) state.acks.push(ack);
+      }
       state.pending.push(piece.data);
       state.pendingBytes += piece.data.length;
       if (!piece.batch.streaming) continue;
@@ -106,7 +114,7 @@ export class Gzip extends Duplex {
     }
     const waits: Wait[] = [];
     // An ended stream emits no 'drain' (its end flushes it anyway): wait only for open ones.
-    for (const stream of full) if (!stream.writableEnded) waits.push((done) => stream.once('drain', done));
+    for (const stream of full) if (!stream.writableEnded) waits.push((done) => whenWritable([stream], done));
     for (const m of slots) if (m.inFlight >= PARALLEL_MEMBERS) waits.push((done) => m.waiting.push(done));
     // Members finish whatever the next stage is doing: while it is full, take no more.
     if (members && this.#paused) waits.push((done) => this.#resumeWaiters.push(done));
@@ -127,7 +135,7 @@ export class Gzip extends Duplex {
 
   override _final(callback: (error?: Error | null) => void): void {
     // Batches the chain never ended (a hand-built chain without `window`) end here.
-    for (const state of [...this.#states.values()]) if (!state.ended) this.#end(state.batch);
+    for (const state of [...this.#states.values()]) if (!state.ended) this.#end({ batch: state.batch, end: true });
     this.#onFinished = () => {
       this.push(null);
       callback();
@@ -142,10 +150,10 @@ export class Gzip extends Duplex {
   }
 
   #state(batch: Batch): State {
-    let state = this.#states.get(batch);
+    let state = this.#states.get(batch.key);
     if (!state) {
-      state = { batch, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null };
-      this.#states.set(batch, state);
+      state = { batch, acks: null, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null };
+      this.#states.set(batch.key, state);
     }
     return state;
   }
@@ -173,7 +181,7 @@ export class Gzip extends Duplex {
     });
     stream.once('end', () => {
       this.#ctx.ledger.convert(state.batch, state.credit + stream.bytesWritten - state.consumed, 0);
-      this.#finish(state.batch);
+      this.#finish(state);
     });
     stream.once('error', (err) => this.destroy(err));
     if (this.#paused) stream.pause();
@@ -202,21 +210,25 @@ export class Gzip extends Duplex {
         members.done.delete(members.emitted++);
         this.#emit(state.batch, next.raw, next.data);
       }
-      if (state.ended && members.emitted === members.submitted) this.#finish(state.batch);
+      if (state.ended && members.emitted === members.submitted) this.#finish(state);
       members.waiting.splice(0).forEach((wake) => wake());
     });
   }
 
-  #end(batch: Batch): void {
-    const state = this.#states.get(batch);
+  #end(end: End): void {
+    const state = this.#states.get(end.batch.key);
     if (!state) {
-      this.push({ batch, end: true });
+      this.push(end);
       return;
+    }
+    if (end.acks) {
+      state.acks ??= [];
+      for (const ack of end.acks) state.acks.push(ack);
     }
     state.ended = true;
     if (state.members !== null) {
       if (state.pendingBytes > 0) this.#submitMember(state);
-      if (state.members.emitted === state.members.submitted) this.#finish(batch);
+      if (state.members.emitted === state.members.submitted) this.#finish(state);
       return;
     }
     if (state.stream !== null) {
@@ -247,7 +259,7 @@ export class Gzip extends Duplex {
           return;
         }
         this.#emit(batch, raw.length, compact(compressed));
-        this.#finish(batch);
+        this.#finish(state);
         this.#runOneShots();
       });
     }
@@ -270,9 +282,9 @@ export class Gzip extends Duplex {
     }
   }
 
-  #finish(batch: Batch): void {
-    this.#states.delete(batch);
-    this.push({ batch, end: true });
+  #finish(state: State): void {
+    this.#states.delete(state.batch.key);
+    this.push(state.acks ? { batch: state.batch, end: true, acks: state.acks } : { batch: state.batch, end: true });
     this.#maybeFinished();
   }
 

@@ -43,19 +43,22 @@ export class KeyBy extends Transform {
       try {
         line = encodeLine(event.payload);
       } catch (err) {
-        this.#ctx.reject((err as PayloadError).code ?? 'ERR_S3SINK_PAYLOAD', (err as Error).message, headOf(event.payload));
+        this.#ctx.reject((err as PayloadError).code ?? 'ERR_S3SINK_PAYLOAD', (err as Error).message, headOf(event.payload), event.ack);
         continue;
       }
       const bytes = lineBytes(line);
       if (bytes - 1 > maxLineBytes) {
-        this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `event of ${bytes - 1} bytes is longer than maxLineBytes (${maxLineBytes})`, typeof line === 'string' ? line.slice(0, 64) : line);
+        this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `event of ${bytes - 1} bytes is longer than maxLineBytes (${maxLineBytes})`, typeof line === 'string' ? line.slice(0, 64) : line, event.ack);
         continue;
       }
       let group = groups.get(dest.id);
       if (!group) {
-        group = { destination: dest, lines: [], bytes: 0 };
+        group = { destination: dest, lines: [], bytes: 0, acks: null };
         groups.set(dest.id, group);
       }
+      // Acks cost nothing until an event has one; from then on they are kept one per line.
+      if (event.ack !== undefined && group.acks === null) group.acks = new Array(group.lines.length).fill(undefined);
+      group.acks?.push(event.ack);
       group.lines.push(line);
       group.bytes += bytes;
     }
@@ -68,20 +71,20 @@ export class KeyBy extends Transform {
     const options = this.#ctx.options;
     const bucket = event.bucket ?? options.bucket;
     if (bucket === undefined) {
-      this.#ctx.reject('ERR_S3SINK_BUCKET', 'record has no bucket and the sink has no default bucket option', headOf(event.payload));
+      this.#ctx.reject('ERR_S3SINK_BUCKET', 'record has no bucket and the sink has no default bucket option', headOf(event.payload), event.ack);
       return null;
     }
     if (event.bucket !== undefined) {
       const problem = this.#bucketProblem(bucket);
       if (problem !== null) {
-        this.#ctx.reject('ERR_S3SINK_BUCKET', `record bucket ${JSON.stringify(bucket)} is not an S3 bucket name: ${problem}`, headOf(event.payload));
+        this.#ctx.reject('ERR_S3SINK_BUCKET', `record bucket ${JSON.stringify(bucket)} is not an S3 bucket name: ${problem}`, headOf(event.payload), event.ack);
         return null;
       }
     }
     if (event.prefix !== undefined) {
       const dest = this.#destination(bucket, event.prefix);
       if ('problem' in dest) {
-        this.#ctx.reject('ERR_S3SINK_RECORD', `record prefix ${JSON.stringify(event.prefix.slice(0, 60))} ${dest.problem}`, headOf(event.payload));
+        this.#ctx.reject('ERR_S3SINK_RECORD', `record prefix ${JSON.stringify(event.prefix.slice(0, 60))} ${dest.problem}`, headOf(event.payload), event.ack);
         return null;
       }
       return dest;

@@ -82,7 +82,7 @@ export class RecordParser extends Duplex {
     const events: SinkRecord[] = [];
     for (const chunk of chunks) {
       const record = toRecord(chunk);
-      if (typeof record === 'string') this.#ctx.reject('ERR_S3SINK_RECORD', record, preview(chunk));
+      if (typeof record === 'string') this.#ctx.reject('ERR_S3SINK_RECORD', record, preview(chunk), ackOf(chunk));
       else events.push(record);
     }
     this.#ctx.counters.eventsIn += events.length;
@@ -102,6 +102,11 @@ export function toRecord(chunk: unknown): SinkRecord | string {
   if (record.bucket !== undefined && typeof record.bucket !== 'string') return `record bucket is ${typeof record.bucket}, expected a string`;
   if (record.prefix !== undefined && typeof record.prefix !== 'string') return `record prefix is ${typeof record.prefix}, expected a string`;
   return record as unknown as SinkRecord;
+}
+
+/** The ack of a chunk that is not a valid record, when it is an object that has one. */
+function ackOf(chunk: unknown): unknown {
+  return chunk !== null && typeof chunk === 'object' && !Array.isArray(chunk) && !(chunk instanceof Uint8Array) ? (chunk as { ack?: unknown }).ack : undefined;
 }
 
 function preview(chunk: unknown): string {

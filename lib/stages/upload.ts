@@ -4,9 +4,11 @@ import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, type S3Clien
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
-import type { SpoolFile } from '../deadLetter.js';
+import type { DeadLetter, SpoolFile } from '../deadLetter.js';
 import { messageOf, UploadError } from '../errors.js';
 import { abortMultipartUpload } from '../multipart.js';
+import { classify } from '../retry.js';
+import { whenWritable } from '../streams.js';
 import type { Command } from '../transport.js';
 
 /**
@@ -22,8 +24,14 @@ import type { Command } from '../transport.js';
  * with S3 slow, this is where backpressure starts.
  *
  * Requests go through the context's transport (timeouts, retries). An upload
- * given up on is aborted (AbortMultipartUpload) and, with a `deadLetter`
- * directory, written there in full; without one it fails the sink.
+ * given up on is aborted (AbortMultipartUpload), and then:
+ * - with a spool, a failure that can pass (an outage) sends the batch back to
+ *   the spool, which delivers it again from disk later; any other failure
+ *   moves it to the spool's dead-letter area;
+ * - with a `deadLetter` directory, it is written there in full;
+ * - with neither, it is reported (`'dead-letter'` with `path: null`) and lost;
+ *   the other batches go on, and the sink fails at its end.
+ * Either way its acks come back once, in `'delivered'` or `'dead-letter'`.
  */
 export function upload(ctx: SinkContext): Uploader {
   return new Uploader(ctx);
@@ -48,18 +56,32 @@ interface Job {
   upload: Upload | null;
   uploadId: string | null;
   /** The copy for the dead-letter directory, while it uploads. */
-  spool: SpoolFile | null;
-  /** Why the upload was given up on; the rest of the batch then goes to the spool only. */
+  copy: SpoolFile | null;
+  /** Why the upload was given up on; the rest of the batch then goes to the copy only. */
   failure: unknown;
+  /** The acks of its events (they came with its end). */
+  acks: unknown[] | null;
+}
+
+/** What a `'delivered'` event says: the acks of the events of one object now in S3. */
+export interface Delivered {
+  bucket: string;
+  key: string;
+  events: number;
+  /** The acks of its events that had one (in the order they were written). */
+  acks: unknown[];
 }
 
 export class Uploader extends Writable {
   readonly #ctx: SinkContext;
-  readonly #jobs = new Map<Batch, Job>();
+  /** By batch key. */
+  readonly #jobs = new Map<string, Job>();
   #queue: Job[] = [];
   #running = 0;
   readonly #abort = new AbortController();
   #onIdle: (() => void) | null = null;
+  /** Batches given up on with no place to keep them. */
+  readonly #lost: UploadError[] = [];
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
@@ -71,15 +93,16 @@ export class Uploader extends Writable {
   override _write(piece: BytesPiece, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const job = this.#job(piece.batch);
     if ('end' in piece) {
+      if (piece.acks) job.acks = job.acks ? job.acks.concat(piece.acks) : piece.acks;
       this.#end(job);
       callback();
       return;
     }
     job.compressed += piece.data.length;
     if (job.failure !== null) {
-      // Given up on: the rest of the batch goes to its dead letter.
+      // Given up on: the rest of the batch goes to its copy, if it has one.
       this.#ctx.ledger.release(job.batch, piece.data.length);
-      waitFor([job.spool?.write(piece.data) === false ? job.spool : null], callback);
+      whenWritable([job.copy?.write(piece.data) === false ? job.copy.stream : null], callback);
       return;
     }
     if (!job.body) {
@@ -89,14 +112,14 @@ export class Uploader extends Writable {
       return;
     }
     const bodyFull = !job.body.write(piece.data);
-    const spoolFull = job.spool !== null && !job.spool.write(piece.data);
+    const copyFull = job.copy !== null && !job.copy.write(piece.data);
     this.#reportInParts(job);
-    waitFor([bodyFull ? job.body : null, spoolFull ? job.spool : null], callback);
+    whenWritable([bodyFull ? job.body : null, copyFull ? (job.copy as SpoolFile).stream : null], callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     for (const job of this.#jobs.values()) if (!job.ended) this.#end(job);
-    this.#onIdle = () => callback();
+    this.#onIdle = () => callback(this.#lostError());
     this.#maybeIdle();
   }
 
@@ -107,8 +130,8 @@ export class Uploader extends Writable {
     this.#jobs.clear();
     for (const job of cutOff) {
       job.body?.destroy();
-      void job.upload?.abort();
-      job.spool?.abandon();
+      job.upload?.abort().catch(() => {});
+      job.copy?.abandon();
       this.#ctx.ledger.settle(job.batch);
     }
     this.#ctx.ledger.wake();
@@ -118,17 +141,17 @@ export class Uploader extends Writable {
   }
 
   #job(batch: Batch): Job {
-    let job = this.#jobs.get(batch);
+    let job = this.#jobs.get(batch.key);
     if (!job) {
-      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null, spool: null, failure: null };
-      this.#jobs.set(batch, job);
+      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null, copy: null, failure: null, acks: null };
+      this.#jobs.set(batch.key, job);
     }
     return job;
   }
 
   #end(job: Job): void {
     job.ended = true;
-    if (job.failure !== null) this.#deadLetter(job);
+    if (job.failure !== null) this.#giveUp(job);
     else if (job.body) job.body.end();
     else this.#requestStart(job);
   }
@@ -149,17 +172,23 @@ export class Uploader extends Writable {
     counters.uploadsInFlight += 1;
     job.queued = false;
     const body = new PassThrough({ highWaterMark: BODY_BUFFER });
+    // lib-storage destroys the body when the upload fails; that failure is reported by done().
+    body.on('error', () => {});
     job.body = body;
-    job.spool = deadLetters?.open(job.batch) ?? null;
+    const { bucket, key } = job.batch;
+    job.copy =
+      deadLetters?.open(job.batch, (err) =>
+        this.#ctx.warn('S3SINK_DEAD_LETTER_COPY_FAILED', `cannot keep a copy of s3://${bucket}/${key} in ${deadLetters.root} (${err.message}): if its upload fails, it cannot be dead-lettered`),
+      ) ?? null;
     for (const data of job.pending) {
       body.write(data);
-      job.spool?.write(data);
+      job.copy?.write(data);
     }
     job.pending = [];
     if (job.ended) body.end();
     const upload = new Upload({
       client: this.#client(job),
-      params: { Bucket: job.batch.bucket, Key: job.batch.key, Body: body, ContentType: 'application/gzip', ...(options.acl ? { ACL: options.acl } : {}) },
+      params: { Bucket: bucket, Key: key, Body: body, ContentType: 'application/gzip', ...(options.acl ? { ACL: options.acl } : {}) },
       partSize: options.partSize,
       queueSize: options.queueSize,
       leavePartsOnError: false,
@@ -188,67 +217,90 @@ export class Uploader extends Writable {
     this.#ctx.ledger.setInParts(job.batch, Math.max(0, full - job.acked));
   }
 
-  async #completed(job: Job): Promise<void> {
-    if (this.#jobs.get(job.batch) !== job) return;
-    await job.spool?.discard();
-    if (this.#jobs.get(job.batch) !== job) return;
-    const { counters, ledger } = this.#ctx;
-    this.#jobs.delete(job.batch);
-    this.#uploadDone();
-    counters.objects += 1;
-    counters.eventsOut += job.batch.events;
-    counters.bytesOut += job.compressed;
-    ledger.settle(job.batch);
-    this.#ctx.report('object', {
-      bucket: job.batch.bucket,
-      key: job.batch.key,
-      events: job.batch.events,
-      bytes: job.batch.bytes,
-      compressedBytes: job.compressed,
-      parts: Math.max(1, job.parts),
-    });
-    this.#maybeIdle();
+  #completed(job: Job): void {
+    if (this.#jobs.get(job.batch.key) !== job) return;
+    const { spool } = this.#ctx;
+    // Neither rejects: a segment or copy that cannot be deleted is said (and a restart rewrites the same key with the same bytes).
+    const cleanUp = spool ? spool.remove(job.batch) : (job.copy?.discard() ?? Promise.resolve());
+    cleanUp.then(
+      () => {
+        if (this.#jobs.get(job.batch.key) !== job) return;
+        const { counters, ledger } = this.#ctx;
+        const { batch } = job;
+        this.#jobs.delete(batch.key);
+        this.#uploadDone();
+        counters.objects += 1;
+        counters.eventsOut += batch.events;
+        counters.bytesOut += job.compressed;
+        ledger.settle(batch);
+        this.#ctx.report('object', { bucket: batch.bucket, key: batch.key, events: batch.events, bytes: batch.bytes, compressedBytes: job.compressed, parts: Math.max(1, job.parts) });
+        this.#ctx.report('delivered', { bucket: batch.bucket, key: batch.key, events: batch.events, acks: job.acks ?? [] });
+        this.#maybeIdle();
+      },
+      (err: unknown) => this.destroy(err as Error),
+    );
   }
 
   #failed(job: Job, err: unknown): void {
-    if (this.destroyed || this.#jobs.get(job.batch) !== job) return;
-    if (!job.spool) {
-      this.destroy(new UploadError(job.batch.bucket, job.batch.key, err));
-      return;
-    }
+    if (this.destroyed || this.#jobs.get(job.batch.key) !== job) return;
     job.failure = err;
     job.body?.destroy();
     this.#uploadDone();
-    if (job.ended) this.#deadLetter(job);
+    if (job.ended) this.#giveUp(job);
   }
 
-  /** The whole batch is in its spool: it becomes a dead letter. */
-  #deadLetter(job: Job): void {
+  /** The upload failed and its end has come: back to the spool, into a dead letter, or reported lost. */
+  #giveUp(job: Job): void {
     const { batch } = job;
+    const { spool, ledger, counters, options } = this.#ctx;
     const failure = new UploadError(batch.bucket, batch.key, job.failure);
-    (job.spool as SpoolFile)
-      .commit({
-        bucket: batch.bucket,
-        key: batch.key,
-        code: failure.s3Code,
-        error: failure.message,
-        time: new Date(this.#ctx.options.clock.now()).toISOString(),
-        events: batch.events,
-        bytes: batch.bytes,
-        compressedBytes: job.compressed,
-      })
-      .then(
-        (letter) => {
-          if (this.#jobs.get(batch) !== job) return;
-          this.#jobs.delete(batch);
-          this.#ctx.ledger.settle(batch);
-          this.#ctx.counters.deadLettered += 1;
-          this.#ctx.counters.deadLetteredEvents += batch.events;
-          this.#ctx.report('dead-letter', letter);
-          this.#maybeIdle();
-        },
-        (err: unknown) => this.destroy(new UploadError(batch.bucket, batch.key, new Error(`${failure.message}; and writing its dead letter failed: ${messageOf(err)}`, { cause: job.failure }))),
-      );
+    if (spool && classify(job.failure).retry) {
+      this.#jobs.delete(batch.key);
+      ledger.settle(batch);
+      spool.redeliver(batch, job.acks, failure);
+      this.#maybeIdle();
+      return;
+    }
+    const letter = {
+      bucket: batch.bucket,
+      key: batch.key,
+      code: failure.s3Code,
+      error: failure.message,
+      time: new Date(options.clock.now()).toISOString(),
+      events: batch.events,
+      bytes: batch.bytes,
+    };
+    const kept: Promise<DeadLetter | null> = spool ? spool.bury(batch, letter, options.gzipLevel) : job.copy ? job.copy.commit({ ...letter, compressedBytes: job.compressed }) : Promise.resolve(null);
+    const settle = (dead: DeadLetter | null, keepError: unknown) => {
+      if (this.#jobs.get(batch.key) !== job) return;
+      this.#jobs.delete(batch.key);
+      ledger.settle(batch);
+      // A segment that could not be buried stays in the spool (a restart delivers it): this run is done with it.
+      if (spool && dead === null) spool.stage?.settled(batch.key);
+      if (dead !== null) {
+        counters.deadLettered += 1;
+        counters.deadLetteredEvents += batch.events;
+      } else {
+        counters.lostBatches += 1;
+        counters.lostEvents += batch.events;
+        this.#lost.push(keepError === null ? failure : new UploadError(batch.bucket, batch.key, new Error(`${failure.message}; and keeping it on disk failed: ${messageOf(keepError)}`, { cause: job.failure })));
+      }
+      const reported = dead ?? { ...letter, path: null, compressedBytes: job.compressed };
+      this.#ctx.report('dead-letter', { ...reported, acks: job.acks ?? [] });
+      this.#maybeIdle();
+    };
+    kept.then(
+      (dead) => settle(dead, null),
+      (err: unknown) => settle(null, err),
+    );
+  }
+
+  /** What the sink fails with at its end when batches were given up on with no place to keep them. */
+  #lostError(): UploadError | undefined {
+    const [first] = this.#lost;
+    if (first === undefined || this.#lost.length === 1) return first;
+    const more = this.#lost.length - 1;
+    return Object.assign(first, { message: `${first.message} (and ${more} more batch${more === 1 ? '' : 'es'} not delivered: see the 'dead-letter' events and stats().lostEvents)` });
   }
 
   /** A running upload finished (either way): its slot goes to the next in line. */
@@ -273,8 +325,9 @@ export class Uploader extends Writable {
   /**
    * The client lib-storage talks to: requests go through the transport
    * (timeouts, retries, the sink's abort signal, which lib-storage would not
-   * pass), the upload id is noted, and AbortMultipartUpload never throws (so
-   * lib-storage reports the failure that made it give up, not the abort's).
+   * pass), the upload id is noted (in the spool too, so a recovery can abort
+   * it), and AbortMultipartUpload never throws (so lib-storage reports the
+   * failure that made it give up, not the abort's).
    */
   #client(job: Job): S3Client {
     const { transport, client } = this.#ctx;
@@ -288,20 +341,12 @@ export class Uploader extends Writable {
         return {};
       }
       const output = await transport.send(command, signal);
-      if (command instanceof CreateMultipartUploadCommand) job.uploadId = (output as { UploadId?: string }).UploadId ?? null;
+      if (command instanceof CreateMultipartUploadCommand) {
+        job.uploadId = (output as { UploadId?: string }).UploadId ?? null;
+        if (job.uploadId !== null) this.#ctx.spool?.noteUpload(job.batch.key, job.uploadId);
+      }
       return output;
     };
     return { config: client.config, send } as unknown as S3Client;
   }
-}
-
-/** Calls back once every given stream that asked for it has drained. */
-function waitFor(streams: ({ once(event: 'drain', fn: () => void): unknown } | null)[], callback: () => void): void {
-  const full = streams.filter((s) => s !== null);
-  if (full.length === 0) {
-    callback();
-    return;
-  }
-  let waiting = full.length;
-  for (const stream of full) stream.once('drain', () => --waiting === 0 && callback());
 }

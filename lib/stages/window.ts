@@ -1,5 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import type { Batch, Destination, LinesPiece, Routed } from '../batch.js';
+import type { Acks, Batch, Destination, LinesPiece, Routed } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { lineBytes, type Line } from '../framing.js';
 import { formatKey, newIdentifier } from '../key.js';
@@ -35,6 +35,7 @@ interface Run {
   batch: Batch;
   lines: Line[];
   bytes: number;
+  acks: Acks;
 }
 
 export class Window extends Transform {
@@ -90,7 +91,7 @@ export class Window extends Transform {
         return this.#admitSlowly(groups, g, out);
       }
       this.#account(batch, group.lines.length, group.bytes, extra);
-      out.push({ batch, lines: group.lines, bytes: group.bytes });
+      out.push({ batch, lines: group.lines, bytes: group.bytes, acks: group.acks });
     }
     return null;
   }
@@ -100,9 +101,10 @@ export class Window extends Transform {
     const { ledger, options } = this.#ctx;
     let now = options.clock.now();
     for (let g = first; g < groups.length; g++) {
-      const { destination, lines } = groups[g] as Routed;
+      const { destination, lines, acks } = groups[g] as Routed;
       let run: Run | null = null;
-      for (const line of lines) {
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i] as Line;
         const n = lineBytes(line);
         for (;;) {
           let batch = this.#batchFor(destination, now, out);
@@ -118,9 +120,10 @@ export class Window extends Transform {
             let current = run as Run | null;
             if (current?.batch !== batch) {
               emitRun(current, out);
-              current = { batch, lines: [], bytes: 0 };
+              current = { batch, lines: [], bytes: 0, acks: acks === null ? null : [] };
             }
             current.lines.push(line);
+            current.acks?.push(acks?.[i]);
             current.bytes += n;
             run = current;
             break;
@@ -240,6 +243,6 @@ export class Window extends Transform {
 
 /** Moves a run's lines into `out` as one piece; always `null` (the run is done). */
 function emitRun(run: Run | null, out: LinesPiece[]): null {
-  if (run && run.lines.length > 0) out.push({ batch: run.batch, lines: run.lines, bytes: run.bytes });
+  if (run && run.lines.length > 0) out.push({ batch: run.batch, lines: run.lines, bytes: run.bytes, acks: run.acks });
   return null;
 }

@@ -1,0 +1,463 @@
+import { createHash } from 'node:crypto';
+import { closeSync, createWriteStream, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import type { Acks, Batch } from './batch.js';
+import { DeadLetterDir, type DeadLetter } from './deadLetter.js';
+import { S3SinkError, messageOf } from './errors.js';
+import { DATA, encodeHeader, encodeRecord, recordHead, SegmentReader, UPLOAD, wholeLines } from './segment.js';
+
+/**
+ * The durable spool (`spool` option): a directory holding one segment file
+ * per batch not yet in S3 (see segment.ts for the format).
+ *
+ * - Every piece of a batch is appended to its segment before it goes on to
+ *   be compressed; the batch's end goes on only once its segment is fsynced
+ *   (unless `fsync: 'never'`), so an object in S3 never holds a line its
+ *   segment lacks, and a segment re-delivered after a crash rewrites the same
+ *   key with the same bytes.
+ * - `'durable'` acks: after the fsync that covers them (`'always'`: each
+ *   write; `'interval'`: a group commit every `fsyncIntervalMs`), or after
+ *   the write with `'never'` (a process crash cannot lose them, power loss can).
+ * - A segment is deleted once its object is complete, or moved to `dead/`
+ *   (as the .gz object, with a sidecar) when its upload is given up on.
+ * - One process per directory: a lock file holds the owner's pid.
+ * - A full disk (ENOSPC) is backpressure: the write waits and is tried again
+ *   at the same offset, with a warning, until room returns.
+ */
+
+export type FsyncPolicy = 'always' | 'interval' | 'never';
+
+export interface SpoolOptions {
+  /** The directory (created if missing). One sink process per directory. */
+  dir: string;
+  /**
+   * When a write is made durable: `'always'` (fsync after each write: survives
+   * power loss), `'interval'` (group commit every `fsyncIntervalMs`, the
+   * default: survives a process crash at once, power loss after the next
+   * commit), `'never'` (survives a process crash, not power loss).
+   */
+  fsync?: FsyncPolicy;
+  /** With `'interval'`: ms between group commits. Default: 200. */
+  fsyncIntervalMs?: number;
+  /** Bytes of segments the spool may hold; past it, writes wait (backpressure). Default: 8 GiB. */
+  maxBytes?: number;
+}
+
+export interface ResolvedSpool {
+  readonly dir: string;
+  readonly fsync: FsyncPolicy;
+  readonly fsyncIntervalMs: number;
+  readonly maxBytes: number;
+}
+
+/** Another live process holds the spool directory. */
+export class SpoolLockedError extends S3SinkError {
+  readonly dir: string;
+  readonly pid: number;
+  constructor(dir: string, pid: number, host: string) {
+    super('ERR_S3SINK_SPOOL_LOCKED', `spool ${dir} is in use by process ${pid} on ${host}: one sink per spool directory`);
+    this.dir = dir;
+    this.pid = pid;
+  }
+}
+
+/** The spool could not write or read its files (other than a full disk, which is waited out). */
+export class SpoolError extends S3SinkError {
+  constructor(message: string, cause: unknown) {
+    super('ERR_S3SINK_SPOOL', `${message}: ${messageOf(cause)}`, { cause });
+  }
+}
+
+export interface SpoolHooks {
+  /** Acks now durable. */
+  durable(acks: unknown[]): void;
+  warn(code: string, message: string, once?: boolean): void;
+}
+
+/** At most this many segment files are kept open at once; beyond it a segment's file is closed after each write. */
+const OPEN_FILES = 256;
+/** How long a write that found the disk full waits before it is tried again (or less, when a segment is deleted). */
+const FULL_RETRY_MS = 1_000;
+/** Locks taken by this process: a second sink on the same directory in one process is refused too. */
+const HELD = new Set<string>();
+
+interface Segment {
+  readonly key: string;
+  readonly path: string;
+  file: FileHandle | null;
+  /** Bytes written (the next record's offset). */
+  size: number;
+  /** Its writes, one after another. */
+  chain: Promise<void>;
+  /** Written since the last fsync. */
+  dirty: boolean;
+  /** Acks written, waiting for the fsync that makes them durable. */
+  pending: unknown[];
+}
+
+export class Spool {
+  readonly options: ResolvedSpool;
+  readonly dir: string;
+  /** Where given-up batches go. */
+  readonly deadDir: string;
+  /** Segment files an earlier run left, found at start (full paths). */
+  readonly leftovers: readonly string[];
+  readonly #hooks: SpoolHooks;
+  readonly #dead: DeadLetterDir;
+  /** The spool stage, once the chain is built: told when a segment is settled, and asked to deliver one again. */
+  stage: { settled(key: string): void; redeliver(batch: Batch, acks: Acks, reason: unknown): void } | null = null;
+  readonly #segments = new Map<string, Segment>();
+  #openFiles = 0;
+  #bytes = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #full = false;
+  #roomWaiters: (() => void)[] = [];
+  #lockPath: string;
+  #closed = false;
+
+  constructor(options: ResolvedSpool, hooks: SpoolHooks) {
+    this.options = options;
+    this.dir = resolve(options.dir);
+    this.deadDir = join(this.dir, 'dead');
+    this.#hooks = hooks;
+    this.#dead = new DeadLetterDir(this.deadDir, false);
+    this.#lockPath = join(this.dir, 'lock');
+    this.#lock();
+    this.leftovers = readdirSync(this.dir)
+      .filter((name) => name.endsWith('.seg'))
+      .sort()
+      .map((name) => join(this.dir, name));
+  }
+
+  /** Bytes of this run's segments now on disk. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Segment path of a batch: named from bucket and key (unique, and the same on every run). */
+  pathOf(bucket: string, key: string): string {
+    return join(this.dir, `${createHash('sha256').update(`${bucket}\u0000${key}`).digest('hex').slice(0, 40)}.seg`);
+  }
+
+  /**
+   * Appends `data` (framed lines) to the batch's segment, creating it (with
+   * its header) at the batch's first piece. Resolves when the bytes are
+   * written; `acks` become durable per the fsync policy.
+   */
+  append(batch: Batch, data: Buffer, acks: Acks): Promise<void> {
+    let segment = this.#segments.get(batch.key);
+    if (!segment) {
+      segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [] };
+      this.#segments.set(batch.key, segment);
+      const header = encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt });
+      this.#enqueue(segment, () => this.#write(segment as Segment, [header], 'wx'));
+    }
+    const seg = segment;
+    return this.#enqueue(seg, async () => {
+      await this.#write(seg, [recordHead(DATA, data), data]);
+      if (this.options.fsync === 'always') await this.#sync(seg);
+      if (acks !== null) {
+        if (this.options.fsync === 'never') this.#hooks.durable(acks);
+        else for (const ack of acks) seg.pending.push(ack);
+      }
+      if (this.options.fsync === 'always') this.#flushAcks(seg);
+      else if (this.options.fsync === 'interval') this.#schedule();
+    });
+  }
+
+  /** The batch ended: resolves once all of its segment is written and (unless `'never'`) fsynced. */
+  end(key: string): Promise<void> {
+    const segment = this.#segments.get(key);
+    if (!segment) return Promise.resolve();
+    return this.#enqueue(segment, async () => {
+      if (this.options.fsync !== 'never') await this.#sync(segment);
+      this.#flushAcks(segment);
+      await this.#release(segment);
+    });
+  }
+
+  /** A multipart upload started for the batch: noted, so a recovery can abort it. Never fails the caller. */
+  noteUpload(key: string, uploadId: string): void {
+    const segment = this.#segments.get(key);
+    if (!segment) return;
+    const record = encodeRecord(UPLOAD, Buffer.from(JSON.stringify({ uploadId })));
+    this.#enqueue(segment, () => this.#write(segment, [record])).catch(() => {});
+  }
+
+  /** The batch's object is complete: its segment goes. Resolves when it is gone. */
+  async remove(batch: { bucket: string; key: string }): Promise<void> {
+    await this.#forget(batch.key);
+    await this.removePath(this.pathOf(batch.bucket, batch.key));
+    this.stage?.settled(batch.key);
+  }
+
+  /** Deletes a segment file; a failure is said, not thrown (the file is delivered again after a restart, under the same key). */
+  async removePath(path: string): Promise<void> {
+    await unlink(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') this.#hooks.warn('S3SINK_SPOOL_REMOVE_FAILED', `could not delete delivered segment ${path}: ${err.message}; a restart delivers it again under the same key`);
+    });
+    this.#wakeRoom();
+  }
+
+  /**
+   * The batch's upload was given up on: its lines become `dead/<bucket>/<key>`,
+   * the same .gz object under the same key, with a JSON sidecar (`s3-sink flush
+   * --dead-letters` or `aws s3 cp` puts it where it belonged); then the segment goes.
+   */
+  async bury(batch: { bucket: string; key: string }, letter: Omit<DeadLetter, 'path' | 'compressedBytes' | 'acks'>, gzipLevel: number): Promise<DeadLetter> {
+    await this.#forget(batch.key);
+    const source = this.pathOf(batch.bucket, batch.key);
+    const target = this.#dead.pathOf(batch);
+    await mkdir(dirname(target), { recursive: true });
+    const temporary = `${target}.partial`;
+    const reader = new SegmentReader(source);
+    await reader.open();
+    try {
+      await pipeline(Readable.from(dataOf(reader)), createGzip({ level: gzipLevel }), createWriteStream(temporary));
+    } finally {
+      await reader.close();
+    }
+    const compressedBytes = (await stat(temporary)).size;
+    await rename(temporary, target);
+    const full: DeadLetter = { ...letter, path: target, compressedBytes };
+    await writeFile(`${target}.json`, `${JSON.stringify(full, null, 2)}\n`);
+    await this.removePath(source);
+    this.stage?.settled(batch.key);
+    return full;
+  }
+
+  /** Moves a file that cannot be read as a segment to `dead/` under `name`; returns where it went. */
+  async moveToDead(path: string, name: string): Promise<string> {
+    const target = join(this.deadDir, name);
+    await rename(path, target);
+    this.#wakeRoom();
+    return target;
+  }
+
+  /** An upload failed in a way that can pass: the spool stage delivers the batch again from its segment later. */
+  redeliver(batch: Batch, acks: Acks, reason: unknown): void {
+    this.stage?.redeliver(batch, acks, reason);
+  }
+
+  /** This run's state of a segment goes (its file is dealt with by the caller). */
+  async #forget(key: string): Promise<void> {
+    const segment = this.#segments.get(key);
+    if (!segment) return;
+    await segment.chain.catch(() => {});
+    await this.#release(segment);
+    this.#segments.delete(key);
+    this.#bytes -= segment.size;
+  }
+
+  /**
+   * Stops the group-commit timer, frees the lock at once and closes the
+   * files in the background. Segment files stay. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#wakeRoom();
+    this.#unlock();
+    for (const segment of this.#segments.values()) {
+      segment.chain.then(() => this.#release(segment)).catch(() => {});
+    }
+  }
+
+  #enqueue(segment: Segment, step: () => Promise<void>): Promise<void> {
+    const next = segment.chain.then(step);
+    // The chain goes on after a failure (the caller hears about it through `next`).
+    segment.chain = next.catch(() => {});
+    return next;
+  }
+
+  /** Writes `buffers` at the end of the segment; a full disk is waited out, trying again at the same offset. */
+  async #write(segment: Segment, buffers: Buffer[], flags = 'r+'): Promise<void> {
+    const length = buffers.reduce((n, b) => n + b.length, 0);
+    for (;;) {
+      try {
+        const file = await this.#file(segment, flags);
+        flags = 'r+';
+        let written = 0;
+        let parts = buffers;
+        while (written < length) {
+          const { bytesWritten } = await file.writev(parts, segment.size + written);
+          written += bytesWritten;
+          parts = remaining(buffers, written);
+        }
+        segment.size += length;
+        segment.dirty = true;
+        this.#bytes += length;
+        if (this.#full) {
+          this.#full = false;
+          this.#hooks.warn('S3SINK_SPOOL_ROOM', `spool ${this.dir} has room again: writing goes on`);
+        }
+        if (this.#openFiles > OPEN_FILES) await this.#release(segment);
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOSPC' && code !== 'EDQUOT') throw new SpoolError(`cannot write spool segment ${segment.path}`, err);
+        if (!this.#full) {
+          this.#full = true;
+          this.#hooks.warn('S3SINK_SPOOL_FULL', `the disk of spool ${this.dir} is full (${code}): writes wait until there is room (nothing is dropped)`);
+        }
+        await this.#waitForRoom();
+        if (this.#closed) throw new SpoolError(`cannot write spool segment ${segment.path}`, err);
+      }
+    }
+  }
+
+  async #file(segment: Segment, flags: string): Promise<FileHandle> {
+    if (segment.file) return segment.file;
+    segment.file = await open(segment.path, flags);
+    this.#openFiles += 1;
+    return segment.file;
+  }
+
+  async #release(segment: Segment): Promise<void> {
+    const file = segment.file;
+    if (!file) return;
+    segment.file = null;
+    this.#openFiles -= 1;
+    await file.close();
+  }
+
+  async #sync(segment: Segment): Promise<void> {
+    if (!segment.dirty) return;
+    segment.dirty = false;
+    const file = await this.#file(segment, 'r+');
+    try {
+      await file.datasync();
+    } catch (err) {
+      segment.dirty = true;
+      throw new SpoolError(`cannot fsync spool segment ${segment.path}`, err);
+    }
+  }
+
+  #flushAcks(segment: Segment): void {
+    if (segment.pending.length === 0) return;
+    const acks = segment.pending;
+    segment.pending = [];
+    this.#hooks.durable(acks);
+  }
+
+  /** Group commit: one timer for every dirty segment. */
+  #schedule(): void {
+    if (this.#timer || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      const dirty = [...this.#segments.values()].filter((s) => s.dirty || s.pending.length > 0);
+      for (const segment of dirty) {
+        this.#enqueue(segment, async () => {
+          await this.#sync(segment);
+          this.#flushAcks(segment);
+          if (this.#openFiles > OPEN_FILES) await this.#release(segment);
+        }).catch((err: unknown) => this.#hooks.warn('S3SINK_SPOOL_FSYNC_FAILED', messageOf(err)));
+      }
+    }, this.options.fsyncIntervalMs);
+    this.#timer.unref();
+  }
+
+  #waitForRoom(): Promise<void> {
+    return new Promise((done) => {
+      const timer = setTimeout(wake, FULL_RETRY_MS);
+      function wake() {
+        clearTimeout(timer);
+        done();
+      }
+      this.#roomWaiters.push(wake);
+    });
+  }
+
+  #wakeRoom(): void {
+    const waiters = this.#roomWaiters;
+    this.#roomWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  #lock(): void {
+    if (HELD.has(this.dir)) throw new SpoolLockedError(this.dir, process.pid, hostname());
+    const mine = `${process.pid} ${hostname()}\n`;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fd = openSync(this.#lockPath, 'wx');
+        try {
+          writeSync(fd, mine);
+        } finally {
+          closeSync(fd);
+        }
+        HELD.add(this.dir);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const [pidText = '', host = ''] = readText(this.#lockPath).trim().split(' ');
+      const pid = Number(pidText);
+      // Our own pid is stale (a restarted container's process 1); so is a process that is gone.
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && host === hostname() && alive(pid)) throw new SpoolLockedError(this.dir, pid, host);
+      if (host !== '' && host !== hostname()) throw new SpoolLockedError(this.dir, pid, host);
+      this.#hooks.warn('S3SINK_SPOOL_STALE_LOCK', `spool ${this.dir} was locked by process ${pidText || '?'}, which is gone: taking it over`);
+      try {
+        unlinkSync(this.#lockPath);
+      } catch {
+        // another process took it over first: the next attempt says so
+      }
+    }
+    throw new SpoolLockedError(this.dir, 0, hostname());
+  }
+
+  #unlock(): void {
+    if (!HELD.delete(this.dir)) return;
+    try {
+      unlinkSync(this.#lockPath);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** `buffers` without their first `skip` bytes. */
+function remaining(buffers: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    out.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return out;
+}
+
+/** The framed lines of a segment, in order (with the whole lines of a torn last record). */
+async function* dataOf(reader: SegmentReader): AsyncGenerator<Buffer> {
+  for (let record = await reader.next(); record !== null; record = await reader.next()) if (record.type === DATA) yield record.payload;
+  if (reader.tail.kind === 'torn') {
+    const kept = wholeLines(reader.tail.present);
+    if (kept.length > 0) yield kept;
+  }
+}

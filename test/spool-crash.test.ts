@@ -1,0 +1,96 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { FsyncPolicy } from '../lib/index.js';
+import { prng } from './helpers/data.js';
+import { useLocalS3 } from './helpers/s3.js';
+
+const env = useLocalS3(test, ['bucket']);
+const CHILD = fileURLToPath(new URL('./fixtures/spool-child.ts', import.meta.url));
+
+interface Run {
+  durable: number[];
+  done: boolean;
+  killed: boolean;
+}
+
+/** Runs the child on `dir` with events [from, from + count) under `prefix`; kills it with SIGKILL once `killAfter` events are durable (never, when null). */
+function run(dir: string, fsync: FsyncPolicy, prefix: string, from: number, count: number, killAfter: number | null): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, env.s3.endpoint, dir, fsync, prefix, String(from), String(count)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
+    const result: Run = { durable: [], done: false, killed: false };
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const message = JSON.parse(line) as { durable?: number[]; done?: unknown };
+      if (message.durable) result.durable.push(...message.durable);
+      if (message.done) result.done = true;
+      if (killAfter !== null && !result.killed && result.durable.length >= killAfter) {
+        result.killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (signal === 'SIGKILL' || code === 0) resolve(result);
+      else reject(new Error(`child exited with ${code}: ${stderr}`));
+    });
+  });
+}
+
+/** Every event number in the bucket under `prefix`, with how often it appears. */
+async function eventsInS3(prefix: string): Promise<Map<number, number>> {
+  const seen = new Map<number, number>();
+  for (const key of await env.s3.keys('bucket', prefix)) {
+    for (const line of await env.s3.lines('bucket', key)) {
+      const { n } = JSON.parse(line) as { n: number };
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+    }
+  }
+  return seen;
+}
+
+async function crashLoop(t: import('ava').ExecutionContext, fsync: FsyncPolicy, seed: number, runs: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-crash-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const random = prng(seed);
+  const PER_RUN = 3000;
+  const durable = new Set<number>();
+  let killed = 0;
+  for (let r = 0; r < runs; r++) {
+    const killAfter = 1 + Math.floor(random() * PER_RUN);
+    const result = await run(dir, fsync, fsync, r * PER_RUN, PER_RUN, killAfter);
+    for (const n of result.durable) durable.add(n);
+    if (result.killed) killed += 1;
+  }
+  // A last run with no input delivers what the others left.
+  const last = await run(dir, fsync, fsync, runs * PER_RUN, 0, null);
+  t.true(last.done);
+
+  const seen = await eventsInS3(`${fsync}/`);
+  // The events of each run's range sit on three prefixes; check each event once.
+  const twice = [...seen].filter(([, count]) => count > 1).map(([n]) => n);
+
+  t.deepEqual(twice, [], 'no event twice');
+  const missing = [...durable].filter((n) => !seen.has(n));
+  t.deepEqual(missing, [], 'every event reported durable is in S3');
+  const unsent = [...seen.keys()].filter((n) => n < 0 || n >= runs * PER_RUN);
+  t.deepEqual(unsent, [], 'nothing that was not sent');
+  t.true(killed >= runs - 2, `${killed} of ${runs} runs were killed mid-way`);
+  t.true(durable.size > PER_RUN, `${durable.size} events were reported durable`);
+  t.deepEqual((await readdir(dir)).sort(), ['dead'], 'no segment and no lock left');
+  t.deepEqual(await readdir(join(dir, 'dead')), []);
+  t.log({ runs, killed, durable: durable.size, inS3: seen.size });
+}
+
+test.serial("kill -9 at 20 seeded points, fsync 'interval': every durable event in S3 exactly once, nothing unsent, spool empty", async (t) => {
+  await crashLoop(t, 'interval', 9001, 20);
+});
+
+test.serial("kill -9 at 20 seeded points, fsync 'always': the same", async (t) => {
+  await crashLoop(t, 'always', 4242, 20);
+});
