@@ -402,7 +402,9 @@ export class Spool {
       // Our own pid is stale (a restarted container's process 1); so is a process that is gone.
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && host === hostname() && alive(pid)) throw new SpoolLockedError(this.dir, pid, host);
       if (host !== '' && host !== hostname()) throw new SpoolLockedError(this.dir, pid, host);
-      this.#hooks.warn('S3SINK_SPOOL_STALE_LOCK', `spool ${this.dir} was locked by process ${pidText || '?'}, which is gone: taking it over`);
+      // Said once the sink exists, so that its 'warning' listener hears it.
+      const stale = `spool ${this.dir} was locked by process ${pidText || '?'}, which is gone: taking it over`;
+      process.nextTick(() => this.#hooks.warn('S3SINK_SPOOL_STALE_LOCK', stale));
       try {
         unlinkSync(this.#lockPath);
       } catch {

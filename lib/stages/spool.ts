@@ -233,7 +233,7 @@ export class SpoolStage extends Duplex {
           pending.push(kept);
           pendingBytes += kept.length;
         }
-        this.#ctx.warn('S3SINK_SPOOL_TORN', `spool segment of s3://${batch.bucket}/${batch.key} ends in a record cut short by a crash: ${countLines(kept)} whole lines of it kept, ${tail.bytes - kept.length} bytes dropped (never reported durable)`);
+        this.#ctx.warn('S3SINK_SPOOL_TORN', `spool segment of s3://${batch.bucket}/${batch.key} ends in a record cut short by a crash: ${countLines(kept)} whole lines of it kept, ${tail.present.length > 0 ? tail.present.length - kept.length : tail.bytes} bytes dropped (never reported durable)`);
       } else if (tail.kind === 'corrupt') {
         this.#ctx.warn('S3SINK_SPOOL_CORRUPT', `spool segment of s3://${batch.bucket}/${batch.key} is damaged at byte ${tail.offset}: the ${tail.bytes} bytes from there are not delivered`);
       }

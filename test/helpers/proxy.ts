@@ -47,6 +47,10 @@ export interface Proxy {
   log: Logged[];
   /** Requests whose bodies are being throttled right now. */
   readonly active: number;
+  /** An outage: stops listening (new connections are refused) and cuts the open ones, until `up()`. */
+  down(): Promise<void>;
+  /** Listens again on the same port. */
+  up(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -161,7 +165,16 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
     get active() {
       return active;
     },
+    async down() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+    async up() {
+      await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    },
     async close() {
+      if (!server.listening) return;
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
