@@ -130,6 +130,8 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   readonly options: ResolvedOptions;
   readonly client: S3Client;
   readonly ledger: Ledger;
+  /** With a spool: its `maxBytes`, as a budget of line bytes charged by `window` and settled when a segment is deleted. */
+  readonly disk: Ledger | null;
   readonly counters: Counters = {
     eventsIn: 0,
     eventsOut: 0,
@@ -170,6 +172,7 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     // The transport retries; the SDK's own retry layer would multiply attempts.
     this.client = this.options.client ?? new S3Client({ maxAttempts: 1, ...this.options.s3 });
     this.ledger = new Ledger(this.options.maxBufferedBytes);
+    this.disk = this.options.spool === null ? null : new Ledger(this.options.spool.maxBytes);
     this.transport = new Transport(this.client, this.options.retry, this.options.requestTimeoutMs, (info) => {
       this.counters.retries += 1;
       this.report('retry', info);

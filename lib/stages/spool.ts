@@ -119,6 +119,7 @@ export class SpoolStage extends Duplex {
   }
 
   #settled(key: string): void {
+    this.#ctx.disk?.settle({ key });
     this.#unsettled.delete(key);
     if (this.#recovering.delete(key)) this.#recoveredOne();
     this.#maybeFinal();
@@ -199,6 +200,9 @@ export class SpoolStage extends Duplex {
       if (replay.recovered) {
         this.#unsettled.add(batch.key);
         this.#recovering.add(batch.key);
+        // What an earlier run left counts against maxBytes until it is delivered.
+        this.#ctx.disk?.charge(batch, reader.size);
+        this.#ctx.disk?.markClosed(batch);
       }
       const uploads: string[] = [];
       const send = async (data: Buffer) => {

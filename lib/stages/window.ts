@@ -3,7 +3,7 @@ import type { Acks, Batch, Destination, LinesPiece, Routed } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { lineBytes, type Line } from '../framing.js';
 import { formatKey, newIdentifier } from '../key.js';
-import { compressorBytes, decide } from '../ledger.js';
+import { compressorBytes, decide, type Ledger } from '../ledger.js';
 
 /**
  * Stage 3: arrays of `Routed` → arrays of `LinesPiece` (lines tagged with their
@@ -16,7 +16,9 @@ import { compressorBytes, decide } from '../ledger.js';
  * budget is full of batches that cannot make a part yet (the largest closes),
  * or when the stream ends.
  *
- * This is where the memory budget is enforced: events wait here until they fit.
+ * This is where the memory budget (and, with a spool, its `maxBytes`) is
+ * enforced: events wait here until they fit. A budget full of open batches
+ * closes the largest; one full of closed batches waits for them to drain.
  */
 export function window(ctx: SinkContext): Window {
   return new Window(ctx);
@@ -44,6 +46,8 @@ export class Window extends Transform {
   #seq = 0;
   #timer: unknown = null;
   #timerAt = Infinity;
+  /** The spool's budget was full when last looked (said once per time). */
+  #spoolFull = false;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
@@ -76,18 +80,19 @@ export class Window extends Transform {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#clearTimer();
     this.#ctx.ledger.wake();
+    this.#ctx.disk?.wake();
     callback(error);
   }
 
   /** Admits whole groups while they fit; `null` when all did, else a promise for the rest. */
   #admit(groups: Routed[], out: LinesPiece[]): Promise<void> | null {
-    const { ledger, options } = this.#ctx;
+    const { ledger, disk, options } = this.#ctx;
     const now = options.clock.now();
     for (let g = 0; g < groups.length; g++) {
       const group = groups[g] as Routed;
       const batch = this.#batchFor(group.destination, now, out);
       const extra = this.#compressorCharge(batch, group.bytes);
-      if (batch.bytes + group.bytes > options.maxObjectBytes || ledger.held + group.bytes + extra > ledger.max) {
+      if (batch.bytes + group.bytes > options.maxObjectBytes || ledger.held + group.bytes + extra > ledger.max || (disk !== null && disk.held + group.bytes > disk.max)) {
         return this.#admitSlowly(groups, g, out);
       }
       this.#account(batch, group.lines.length, group.bytes, extra);
@@ -98,7 +103,7 @@ export class Window extends Transform {
 
   /** Line by line from `groups[first]` on: rolls over at `maxObjectBytes`, waits for the budget. */
   async #admitSlowly(groups: Routed[], first: number, out: LinesPiece[]): Promise<void> {
-    const { ledger, options } = this.#ctx;
+    const { ledger, disk, options } = this.#ctx;
     let now = options.clock.now();
     for (let g = first; g < groups.length; g++) {
       const { destination, lines, acks } = groups[g] as Routed;
@@ -115,7 +120,9 @@ export class Window extends Transform {
           }
           const extra = this.#compressorCharge(batch, n);
           const decision = decide(ledger.held, ledger.max, n + extra, ledger.draining);
-          if (decision === 'admit') {
+          const spooled = disk === null ? 'admit' : decide(disk.held, disk.max, n, disk.draining);
+          if (decision === 'admit' && spooled === 'admit') {
+            this.#spoolFull = false;
             this.#account(batch, 1, n, extra);
             let current = run as Run | null;
             if (current?.batch !== batch) {
@@ -129,9 +136,16 @@ export class Window extends Transform {
             break;
           }
           run = emitRun(run as Run | null, out);
-          if (decision === 'close' && this.#closeForRoom(ledger.held + n + extra - ledger.max, out)) continue;
+          if (decision === 'close' && this.#closeForRoom(ledger, ledger.held + n + extra - ledger.max, out)) continue;
+          if (disk !== null && spooled !== 'admit') {
+            if (spooled === 'close' && this.#closeForRoom(disk, disk.held + n - disk.max, out)) continue;
+            if (!this.#spoolFull) {
+              this.#spoolFull = true;
+              this.#ctx.warn('S3SINK_SPOOL_MAX', `the spool holds its maxBytes (${disk.max}) of events not yet in S3: input waits until some are delivered (nothing is dropped)`);
+            }
+          }
           this.#pushAll(out.splice(0));
-          await ledger.released();
+          await (disk === null ? ledger.released() : Promise.race([ledger.released(), disk.released()]));
           if (this.destroyed) return;
           now = options.clock.now();
         }
@@ -142,6 +156,7 @@ export class Window extends Transform {
 
   #account(batch: Batch, events: number, bytes: number, compressor: number): void {
     this.#ctx.ledger.charge(batch, bytes + compressor);
+    this.#ctx.disk?.charge(batch, bytes);
     if (compressor > 0) batch.streaming = true;
     batch.events += events;
     batch.bytes += bytes;
@@ -182,16 +197,17 @@ export class Window extends Transform {
     this.#ctx.counters.openBatches -= 1;
     if (batch.events === 0) return; // opened, then nothing fitted: no object
     this.#ctx.ledger.markClosed(batch);
+    this.#ctx.disk?.markClosed(batch);
     out.push({ batch, end: true });
   }
 
   /**
-   * Closes open batches, largest first, until what drains covers `deficit`
+   * Closes open batches, largest first by what they hold of `ledger` (the
+   * memory budget or the spool's), until what drains covers `deficit`
    * plus an eighth of the budget, so that several small objects go up at
    * once instead of one round trip per wait. `false` when none could close.
    */
-  #closeForRoom(deficit: number, out: LinesPiece[]): boolean {
-    const { ledger } = this.#ctx;
+  #closeForRoom(ledger: Ledger, deficit: number, out: LinesPiece[]): boolean {
     const target = deficit + ledger.max / 8;
     const candidates = [...this.#open.values()]
       .map((batch) => ({ batch, held: ledger.heldBy(batch) }))
