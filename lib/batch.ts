@@ -97,9 +97,10 @@ export type LinesPiece = { batch: Batch; lines: Line[]; bytes: number; acks: Ack
 /**
  * What `join` emits (arrays of them) and `gzip` emits (one at a time): bytes
  * for a batch, or its end. Before `gzip` a data piece carries the acks of its
- * lines (only those that have one); `gzip` gathers them onto the batch's end.
+ * lines (only those that have one) and how many lines it holds; `gzip`
+ * gathers the acks onto the batch's end.
  */
-export type BytesPiece = { batch: Batch; data: Buffer; acks?: Acks } | End;
+export type BytesPiece = { batch: Batch; data: Buffer; acks?: Acks; events?: number } | End;
 
 export function isEnd(piece: LinesPiece | BytesPiece): piece is End {
   return 'end' in piece;

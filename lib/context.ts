@@ -70,7 +70,9 @@ export interface SinkStats {
   lostBatches: number;
   /** Events in those batches. */
   lostEvents: number;
-  /** Events reported `'durable'` (with a spool). */
+  /** Events written to the spool (they survive a crash of the process). */
+  spooledEvents: number;
+  /** Events made durable in the spool per its fsync policy (their acks are reported `'durable'`). */
   durableEvents: number;
   /** Batches an earlier run left in the spool, re-delivered by this one. */
   recoveredBatches: number;
@@ -148,6 +150,7 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     orphansAborted: 0,
     lostBatches: 0,
     lostEvents: 0,
+    spooledEvents: 0,
     durableEvents: 0,
     recoveredBatches: 0,
     recoveredEvents: 0,
@@ -184,9 +187,12 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   #openSpool(): Spool {
     const options = this.options.spool as NonNullable<ResolvedOptions['spool']>;
     const hooks = {
-      durable: (acks: unknown[]) => {
-        this.counters.durableEvents += acks.length;
-        this.report('durable', acks);
+      written: (events: number) => {
+        this.counters.spooledEvents += events;
+      },
+      durable: (acks: unknown[], events: number) => {
+        this.counters.durableEvents += events;
+        if (acks.length > 0) this.report('durable', acks);
       },
       warn: (code: string, message: string, once?: boolean) => this.warn(code, message, once),
     };

@@ -1,7 +1,10 @@
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { Batch } from './batch.js';
+import type { SinkContext } from './context.js';
+import { UploadError } from './errors.js';
 
 /**
  * The dead-letter directory (`deadLetter` option). While a batch uploads,
@@ -116,4 +119,38 @@ export class SpoolFile {
       this.stream.end();
     });
   }
+}
+
+/** What `redeliverDeadLetters` did. */
+export interface Redelivery {
+  delivered: DeadLetter[];
+  failed: { letter: DeadLetter; error: UploadError }[];
+}
+
+/**
+ * Puts every dead letter under `root` (`<bucket>/<key>`, with its `.json`
+ * sidecar: a `deadLetter` directory, or a spool's `dead/`) back where it
+ * belonged, with one PutObject of the .gz as it is, and deletes it once it is
+ * in S3. Keys are the same, so doing it twice writes the same objects again.
+ */
+export async function redeliverDeadLetters(ctx: SinkContext, root: string): Promise<Redelivery> {
+  const result: Redelivery = { delivered: [], failed: [] };
+  const names = (await readdir(root, { recursive: true })).filter((name) => name.endsWith('.gz.json') && !name.split(sep).includes('.spool')).sort();
+  for (const name of names) {
+    const sidecar = join(root, name);
+    const letter = JSON.parse(await readFile(sidecar, 'utf8')) as DeadLetter;
+    const path = sidecar.slice(0, -'.json'.length);
+    try {
+      const { size } = await stat(path);
+      await ctx.transport.send(
+        new PutObjectCommand({ Bucket: letter.bucket, Key: letter.key, Body: createReadStream(path), ContentLength: size, ContentType: 'application/gzip', ...(ctx.options.acl ? { ACL: ctx.options.acl } : {}) }),
+      );
+      await unlink(path);
+      await unlink(sidecar);
+      result.delivered.push({ ...letter, path });
+    } catch (err) {
+      result.failed.push({ letter: { ...letter, path }, error: new UploadError(letter.bucket, letter.key, err) });
+    }
+  }
+  return result;
 }

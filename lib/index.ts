@@ -1,6 +1,6 @@
 export { s3Sink, composeSink, S3Sink } from './sink.js';
 export { sinkContext, SinkContext, type Receipt, type Recovered, type Rejection, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
-export type { DeadLetter } from './deadLetter.js';
+export { redeliverDeadLetters, type DeadLetter, type Redelivery } from './deadLetter.js';
 export { sweepOrphans } from './multipart.js';
 export { DEFAULT_RETRY, backoffDelay, classify, type RetryPolicy } from './retry.js';
 export type { RetryInfo } from './transport.js';

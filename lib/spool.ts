@@ -74,8 +74,10 @@ export class SpoolError extends S3SinkError {
 }
 
 export interface SpoolHooks {
-  /** Acks now durable. */
-  durable(acks: unknown[]): void;
+  /** `events` written to the spool (they survive a process crash from now on). */
+  written(events: number): void;
+  /** `events` now durable per the fsync policy, with the acks of those that had one. */
+  durable(acks: unknown[], events: number): void;
   warn(code: string, message: string, once?: boolean): void;
 }
 
@@ -98,6 +100,8 @@ interface Segment {
   dirty: boolean;
   /** Acks written, waiting for the fsync that makes them durable. */
   pending: unknown[];
+  /** Events written, waiting for it. */
+  pendingEvents: number;
 }
 
 export class Spool {
@@ -149,10 +153,10 @@ export class Spool {
    * its header) at the batch's first piece. Resolves when the bytes are
    * written; `acks` become durable per the fsync policy.
    */
-  append(batch: Batch, data: Buffer, acks: Acks): Promise<void> {
+  append(batch: Batch, data: Buffer, acks: Acks, events: number): Promise<void> {
     let segment = this.#segments.get(batch.key);
     if (!segment) {
-      segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [] };
+      segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0 };
       this.#segments.set(batch.key, segment);
       const header = encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt });
       this.#enqueue(segment, () => this.#write(segment as Segment, [header], 'wx'));
@@ -161,10 +165,10 @@ export class Spool {
     return this.#enqueue(seg, async () => {
       await this.#write(seg, [recordHead(DATA, data), data]);
       if (this.options.fsync === 'always') await this.#sync(seg);
-      if (acks !== null) {
-        if (this.options.fsync === 'never') this.#hooks.durable(acks);
-        else for (const ack of acks) seg.pending.push(ack);
-      }
+      this.#hooks.written(events);
+      if (acks !== null) for (const ack of acks) seg.pending.push(ack);
+      seg.pendingEvents += events;
+      if (this.options.fsync === 'never') this.#flushAcks(seg);
       if (this.options.fsync === 'always') this.#flushAcks(seg);
       else if (this.options.fsync === 'interval') this.#schedule();
     });
@@ -341,10 +345,12 @@ export class Spool {
   }
 
   #flushAcks(segment: Segment): void {
-    if (segment.pending.length === 0) return;
+    if (segment.pendingEvents === 0) return;
     const acks = segment.pending;
+    const events = segment.pendingEvents;
     segment.pending = [];
-    this.#hooks.durable(acks);
+    segment.pendingEvents = 0;
+    this.#hooks.durable(acks, events);
   }
 
   /** Group commit: one timer for every dirty segment. */
@@ -352,7 +358,7 @@ export class Spool {
     if (this.#timer || this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      const dirty = [...this.#segments.values()].filter((s) => s.dirty || s.pending.length > 0);
+      const dirty = [...this.#segments.values()].filter((s) => s.dirty || s.pendingEvents > 0);
       for (const segment of dirty) {
         this.#enqueue(segment, async () => {
           await this.#sync(segment);

@@ -47,7 +47,7 @@ test('acks: each comes back once in durable, then once in delivered; a rejected 
   t.deepEqual(rejected.map((r) => [r.code, r.ack]), [['ERR_S3SINK_PAYLOAD', 'bad']]);
   for (const ack of expected) t.true(order.indexOf(`durable ${String(ack)}`) < order.indexOf(`delivered ${String(ack)}`), `ack ${String(ack)} durable before delivered`);
   t.deepEqual(segments(dir), [], 'every segment deleted once delivered');
-  t.is(sink.stats().durableEvents, expected.length);
+  t.is(sink.stats().durableEvents, 299, 'every event taken, with an ack or without');
 });
 
 test("'delivered' works without a spool: the acks of each object, once", async (t) => {

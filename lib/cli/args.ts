@@ -19,8 +19,21 @@ export interface RunCommand {
   quiet: boolean;
 }
 
+/** `s3-sink flush`: deliver what a spool holds, then exit. */
+export interface FlushCommand {
+  kind: 'flush';
+  spoolDir: string;
+  /** Also put the dead letters of `spoolDir/dead` back where they belonged. */
+  deadLetters: boolean;
+  endpoint: string | undefined;
+  region: string | undefined;
+  checksum: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' | undefined;
+  quiet: boolean;
+}
+
 export type Command =
   | RunCommand
+  | FlushCommand
   | { kind: 'demo'; quiet: boolean }
   | { kind: 'policy'; bucket: string; principal: string }
   | { kind: 'help' }
@@ -31,6 +44,7 @@ destination and minute, gzipped, multipart-uploaded.
 
 Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
+  s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]   delivers what a spool holds, exits 0 when empty
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
   s3-sink policy --bucket NAME --principal ARN  prints the minimal bucket policy as JSON
   s3-sink --help | --version
@@ -57,6 +71,14 @@ Batching and memory:
   --max-line N             longest line; longer ones are reported and skipped (default: 1MiB)
   --gzip-level L           0 (store) to 9 (default: 6)
   --parallel-gzip          compress a hot destination on every core, as gzip members of 1 MiB
+
+Durability:
+  --spool-dir DIR          write every event to DIR before it is sent; what a crash or kill -9
+                           leaves there is delivered at the next start (same keys); S3 outages
+                           are retried from disk; given-up batches go to DIR/dead
+  --fsync POLICY           interval (default: group commit), always (survives power loss), never
+  --fsync-interval D       with --fsync interval: time between commits (default: 200ms)
+  --spool-max N            most the spool holds before input waits (default: 8GiB)
 
 Failures:
   --dead-letter-dir DIR    batches whose upload is given up on are written there (same key,
@@ -102,6 +124,11 @@ const FLAGS = {
   'retry-cap': { type: 'string' },
   'request-timeout': { type: 'string' },
   'sweep-orphans': { type: 'string' },
+  'spool-dir': { type: 'string' },
+  fsync: { type: 'string' },
+  'fsync-interval': { type: 'string' },
+  'spool-max': { type: 'string' },
+  'dead-letters': { type: 'boolean' },
   principal: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -128,6 +155,11 @@ export const FLAG_OF: Record<string, string> = {
   'retry.capMs': '--retry-cap',
   requestTimeoutMs: '--request-timeout',
   sweepOrphans: '--sweep-orphans',
+  spool: '--spool-dir',
+  'spool.dir': '--spool-dir',
+  'spool.fsync': '--fsync',
+  'spool.fsyncIntervalMs': '--fsync-interval',
+  'spool.maxBytes': '--spool-max',
 };
 
 export function parseCommand(argv: readonly string[]): Command {
@@ -141,9 +173,15 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   const [verb, ...extra] = positionals;
-  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy')) {
-    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy; see s3-sink --help)`);
+  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush')) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy, flush; see s3-sink --help)`);
   }
+  if (verb === 'flush') {
+    onlyFlags(values, ['spool-dir', 'dead-letters', 'endpoint', 'region', 'checksum', 'quiet'], 'flush');
+    if (!values['spool-dir']) throw new UsageError('missing --spool-dir DIR (the spool to deliver)');
+    return { kind: 'flush', spoolDir: values['spool-dir'], deadLetters: values['dead-letters'] ?? false, ...s3Flags(values), quiet: values.quiet ?? false };
+  }
+  if (values['dead-letters']) throw new UsageError('--dead-letters goes with the flush command');
   if (verb === 'demo') {
     onlyFlags(values, ['quiet'], 'demo');
     return { kind: 'demo', quiet: values.quiet ?? false };
@@ -173,11 +211,31 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['dead-letter-dir'] !== undefined) sink.deadLetter = values['dead-letter-dir'];
   if (values['request-timeout'] !== undefined) sink.requestTimeoutMs = duration('--request-timeout', values['request-timeout']);
   if (values['sweep-orphans'] !== undefined) sink.sweepOrphans = duration('--sweep-orphans', values['sweep-orphans']);
+  if (values['spool-dir'] !== undefined) {
+    const spool: NonNullable<SinkOptions['spool']> = { dir: values['spool-dir'] };
+    if (values.fsync !== undefined) spool.fsync = values.fsync as NonNullable<SinkOptions['spool']>['fsync'];
+    if (values['fsync-interval'] !== undefined) spool.fsyncIntervalMs = duration('--fsync-interval', values['fsync-interval']);
+    if (values['spool-max'] !== undefined) spool.maxBytes = size('--spool-max', values['spool-max']);
+    sink.spool = spool;
+  } else if (values.fsync !== undefined || values['fsync-interval'] !== undefined || values['spool-max'] !== undefined) {
+    throw new UsageError(`${values.fsync !== undefined ? '--fsync' : values['fsync-interval'] !== undefined ? '--fsync-interval' : '--spool-max'} goes with --spool-dir DIR`);
+  }
   const retry: { attempts?: number; baseMs?: number; capMs?: number } = {};
   if (values['retry-attempts'] !== undefined) retry.attempts = count('--retry-attempts', values['retry-attempts']);
   if (values['retry-base'] !== undefined) retry.baseMs = duration('--retry-base', values['retry-base']);
   if (values['retry-cap'] !== undefined) retry.capMs = duration('--retry-cap', values['retry-cap']);
   if (Object.keys(retry).length > 0) sink.retry = retry;
+  return {
+    kind: 'run',
+    sink,
+    ...s3Flags(values),
+    check: !values['no-check'],
+    quiet: values.quiet ?? false,
+  };
+}
+
+/** The flags that say which S3 to talk to, checked. */
+function s3Flags(values: { endpoint?: string; region?: string; checksum?: string }): Pick<RunCommand, 'endpoint' | 'region' | 'checksum'> {
   let checksum: RunCommand['checksum'];
   if (values.checksum !== undefined) {
     const mode = values.checksum.toLowerCase().replace(/-/g, '_');
@@ -193,15 +251,7 @@ export function parseCommand(argv: readonly string[]): Command {
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--endpoint: ${JSON.stringify(values.endpoint)} is not an http or https URL`);
   }
-  return {
-    kind: 'run',
-    sink,
-    endpoint: values.endpoint,
-    region: values.region,
-    checksum,
-    check: !values['no-check'],
-    quiet: values.quiet ?? false,
-  };
+  return { endpoint: values.endpoint, region: values.region, checksum };
 }
 
 function usageMessage(err: Error & { code?: string }): string {

@@ -29,6 +29,10 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
         const { runDemo } = await import('./demo.js');
         return (await runDemo(io, io.stdout, command.quiet)).code;
       }
+      case 'flush': {
+        const { runFlush } = await import('./flush.js');
+        return await runFlush(command, io);
+      }
       case 'run': {
         const { runSink } = await import('./run.js');
         return (await runSink(command, io.stdin, io)).code;

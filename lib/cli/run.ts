@@ -78,7 +78,7 @@ class LineGate extends Transform {
 }
 
 /** The client configuration for the flags: `--endpoint` means path style and, unless told, checksums only when required. */
-export function clientConfig(cmd: RunCommand, overrides: S3ClientConfig = {}): S3ClientConfig {
+export function clientConfig(cmd: Pick<RunCommand, 'endpoint' | 'region' | 'checksum'>, overrides: S3ClientConfig = {}): S3ClientConfig {
   const config: S3ClientConfig = {};
   if (cmd.endpoint !== undefined) {
     config.endpoint = cmd.endpoint;
@@ -113,6 +113,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   sink.on('dead-letter', (letter) => progress.deadLetter(letter));
   sink.on('warning', (warning) => progress.warning(warning));
   sink.on('swept', (result) => progress.swept(result));
+  sink.on('recovered', (r) => progress.note(`recovered from the spool: ${r.events} events in ${r.batches} batches that an earlier run left, delivered`));
 
   const client = sink.context.client;
   try {
@@ -135,7 +136,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
     if (signals > 1) {
-      progress.note(`${signal} again: leaving now; ${progress.undelivered()}`);
+      progress.note(`${signal} again: leaving now; ${hardStopNote(sink, progress)}`);
       io.exitNow(SIGNAL_EXIT[signal] ?? 1);
       return;
     }
@@ -157,7 +158,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     progress.finish();
     // Kept on disk, but not in S3: the caller should know.
     const { deadLettered } = sink.stats();
-    if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.deadLetters?.root}`);
+    if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.spool?.deadDir ?? sink.context.deadLetters?.root}`);
     return { code: deadLettered > 0 ? 1 : 0, receipts };
   } catch (err) {
     progress.finish();
@@ -168,6 +169,15 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     io.signals.off('SIGTERM', onSignal);
     io.signals.off('SIGINT', onSignal);
   }
+}
+
+/** What a hard stop leaves behind: with a spool, on disk for the next start; without, lost. */
+function hardStopNote(sink: S3Sink, progress: Progress): string {
+  const { spool } = sink.context;
+  if (!spool) return progress.undelivered();
+  const s = sink.stats();
+  const unspooled = Math.max(0, s.eventsIn - s.rejected - s.spooledEvents);
+  return `what is not in S3 yet is in the spool ${spool.dir} and is delivered at the next start (or by s3-sink flush --spool-dir ${spool.dir}); ${unspooled} of ${s.eventsIn} events read had not reached it`;
 }
 
 /** Fails fast when the bucket is missing or the credentials are refused; `null` when it looks usable. */

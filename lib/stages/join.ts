@@ -21,7 +21,7 @@ export class Join extends Transform {
     const out: BytesPiece[] = new Array(pieces.length);
     for (let i = 0; i < pieces.length; i++) {
       const piece = pieces[i] as LinesPiece;
-      out[i] = 'end' in piece ? piece : { batch: piece.batch, data: joinLines(piece.lines, piece.bytes), acks: presentAcks(piece.acks) };
+      out[i] = 'end' in piece ? piece : { batch: piece.batch, data: joinLines(piece.lines, piece.bytes), acks: presentAcks(piece.acks), events: piece.lines.length };
     }
     this.push(out);
     callback();

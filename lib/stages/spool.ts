@@ -78,7 +78,7 @@ export class SpoolStage extends Duplex {
         writes.push(this.#spool.end(piece.batch.key));
       } else {
         this.#unsettled.add(piece.batch.key);
-        writes.push(this.#spool.append(piece.batch, piece.data, piece.acks ?? null));
+        writes.push(this.#spool.append(piece.batch, piece.data, piece.acks ?? null, piece.events ?? countLines(piece.data)));
       }
     }
     Promise.all(writes).then(

@@ -1,0 +1,58 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { S3ClientConfig } from '@aws-sdk/client-s3';
+import { redeliverDeadLetters } from '../deadLetter.js';
+import { messageOf, OptionError } from '../errors.js';
+import { s3Sink, type S3Sink } from '../sink.js';
+import { SpoolLockedError } from '../spool.js';
+import { FLAG_OF, UsageError, type FlushCommand } from './args.js';
+import { Progress } from './progress.js';
+import { clientConfig, type Io } from './run.js';
+
+/**
+ * `s3-sink flush --spool-dir DIR`: delivers what a spool holds (what a crash
+ * left, under the keys it recorded) and, with `--dead-letters`, puts its
+ * dead letters back where they belonged. Exit 0 when the spool is empty after,
+ * 1 when something is still there (said on stderr), 2 for a usage error.
+ */
+export async function runFlush(cmd: FlushCommand, io: Io, overrides: S3ClientConfig = {}): Promise<number> {
+  let sink: S3Sink;
+  try {
+    sink = s3Sink({ spool: { dir: cmd.spoolDir }, s3: clientConfig(cmd, overrides) });
+  } catch (err) {
+    if (err instanceof SpoolLockedError) {
+      io.stderr.write(`s3-sink: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof OptionError) throw new UsageError(`${FLAG_OF[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}`);
+    throw err;
+  }
+  const progress = new Progress(io.stderr, () => sink.stats(), cmd.quiet);
+  sink.on('object', (receipt) => progress.object(receipt));
+  sink.on('warning', (warning) => progress.warning(warning));
+  sink.on('dead-letter', (letter) => progress.deadLetter(letter));
+  sink.on('recovered', (r) => progress.note(`recovered from ${cmd.spoolDir}: ${r.events} events in ${r.batches} batches, delivered`));
+  const deadDir = join(cmd.spoolDir, 'dead');
+  let code = 0;
+  try {
+    if (cmd.deadLetters) {
+      const { delivered, failed } = await redeliverDeadLetters(sink.context, deadDir);
+      for (const letter of delivered) progress.note(`dead letter delivered: s3://${letter.bucket}/${letter.key} (${letter.events} events)`);
+      for (const { error } of failed) progress.note(`dead letter not delivered: ${error.message}`);
+      if (failed.length > 0) code = 1;
+    }
+    await sink.close();
+  } catch (err) {
+    progress.note(`flush failed: ${messageOf(err)}`);
+    code = 1;
+  }
+  progress.finish();
+  const segments = (await readdir(cmd.spoolDir)).filter((name) => name.endsWith('.seg')).length;
+  const letters = (await readdir(deadDir, { recursive: true }).catch(() => [])).filter((name) => name.endsWith('.gz')).length;
+  if (segments + letters > 0) {
+    progress.note(`spool ${cmd.spoolDir} still holds ${segments} batches and ${letters} dead letters${letters > 0 && !cmd.deadLetters ? ' (--dead-letters delivers those)' : ''}`);
+    return 1;
+  }
+  progress.note(`spool ${cmd.spoolDir} is empty`);
+  return code;
+}
