@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { S3Client } from '@aws-sdk/client-s3';
-import { DeadLetterDir, type DeadLetter } from './deadLetter.js';
+import type { DeadLetter } from './deadLetter.js';
 import { Spool } from './spool.js';
 import type { Delivered } from './stages/upload.js';
 import { OptionError } from './errors.js';
@@ -158,8 +158,6 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   };
   /** Every request of the sink goes through it: timeouts, retries, the abort signal. */
   readonly transport: Transport;
-  /** Where given-up batches go, when the `deadLetter` option is set. */
-  readonly deadLetters: DeadLetterDir | null;
   /** The durable spool, when the `spool` option is set. */
   readonly spool: Spool | null;
   readonly #ownsClient: boolean;
@@ -180,7 +178,6 @@ export class SinkContext extends EventEmitter<SinkEvents> {
       this.counters.retries += 1;
       this.report('retry', info);
     });
-    this.deadLetters = this.options.deadLetter === undefined ? null : deadLetterDir(this.options.deadLetter);
     this.spool = this.options.spool === null ? null : this.#openSpool();
   }
 
@@ -200,7 +197,8 @@ export class SinkContext extends EventEmitter<SinkEvents> {
       return new Spool(options, hooks);
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_S3SINK_SPOOL_LOCKED') throw err;
-      throw new OptionError('spool.dir', options.dir, `a directory that can be created and written (${(err as Error).message})`);
+      const [option, dir] = this.options.deadLetter === undefined ? ['spool.dir', options.dir] : ['deadLetter', this.options.deadLetter];
+      throw new OptionError(option, dir, `a directory that can be created and written (${(err as Error).message})`);
     }
   }
 
@@ -257,13 +255,6 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   }
 }
 
-function deadLetterDir(path: string): DeadLetterDir {
-  try {
-    return new DeadLetterDir(path);
-  } catch (err) {
-    throw new OptionError('deadLetter', path, `a directory that can be created and written (${(err as Error).message})`);
-  }
-}
 
 /** A context for building the chain by hand: `parse(ctx)`, `keyBy(ctx)`, ... */
 export function sinkContext(options: SinkOptions = {}): SinkContext {

@@ -1,18 +1,18 @@
-import { createReadStream, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { createReadStream, mkdirSync } from 'node:fs';
+import { readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import type { Batch } from './batch.js';
 import type { SinkContext } from './context.js';
 import { UploadError } from './errors.js';
 
 /**
- * The dead-letter directory (`deadLetter` option). While a batch uploads,
- * its gzip bytes are also written to `DIR/.spool/`; when the object is
- * complete the copy is deleted. When its upload is given up on, the copy
- * becomes `DIR/<bucket>/<key>` (the same .gz object, under the same key)
- * with a JSON sidecar `DIR/<bucket>/<key>.json` naming bucket, key, error and
- * time: nothing is lost, and `aws s3 cp` of the file puts it where it belonged.
+ * Dead letters: a batch whose upload was given up on becomes
+ * `ROOT/<bucket>/<key>` (the same .gz object, under the same key) with a JSON
+ * sidecar `ROOT/<bucket>/<key>.json` naming bucket, key, error and time.
+ * ROOT is a spool's `dead/` directory, or the `deadLetter` directory (a spool
+ * in `DIR/.spool` whose dead letters go to `DIR`). `aws s3 cp` of the file,
+ * or `redeliverDeadLetters` (`s3-sink flush --dead-letters`), puts it where it
+ * belonged.
  */
 
 /** What a `'dead-letter'` event and the sidecar say. */
@@ -35,18 +35,11 @@ export interface DeadLetter {
 
 export class DeadLetterDir {
   readonly root: string;
-  readonly #spool: string;
 
-  /** Creates the directory (and, for copies of uploading batches, its `.spool`) now, so a bad path fails at start. */
-  constructor(root: string, copies = true) {
+  /** Creates the directory now, so a bad path fails at start. */
+  constructor(root: string) {
     this.root = resolve(root);
-    this.#spool = join(this.root, '.spool');
-    mkdirSync(copies ? this.#spool : this.root, { recursive: true });
-  }
-
-  open(batch: Batch, onError: (err: Error) => void): SpoolFile {
-    const name = batch.key.slice(batch.key.lastIndexOf('/') + 1);
-    return new SpoolFile(join(this.#spool, name), this.pathOf(batch), onError);
+    mkdirSync(this.root, { recursive: true });
   }
 
   /** Where a given-up batch lands. Keys never escape the directory. */
@@ -54,70 +47,6 @@ export class DeadLetterDir {
     const path = resolve(this.root, batch.bucket, ...batch.key.split('/').filter((s) => s !== '' && s !== '.' && s !== '..'));
     if (!path.startsWith(this.root + sep)) throw new Error(`dead-letter path for ${batch.key} escapes ${this.root}`);
     return path;
-  }
-}
-
-/**
- * The copy of one batch while it uploads. A disk error (the directory
- * removed, a full disk) never throws: it is kept in `error`, writes after it
- * are dropped, and the caller decides (`commit` rejects with it).
- */
-export class SpoolFile {
-  readonly #path: string;
-  readonly #target: string;
-  /** The copy's stream (wait on it with `whenWritable` when `write` returns false). */
-  readonly stream: WriteStream;
-  /** The first disk error, if any: the copy is incomplete. */
-  error: Error | null = null;
-
-  constructor(path: string, target: string, onError: (err: Error) => void) {
-    this.#path = path;
-    this.#target = target;
-    this.stream = createWriteStream(path, { flags: 'wx' });
-    this.stream.on('error', (err) => {
-      if (this.error) return;
-      this.error = err;
-      onError(err);
-    });
-  }
-
-  /** `false` when the caller should wait for the stream to drain (or fail). */
-  write(data: Buffer): boolean {
-    if (this.error || this.stream.destroyed) return true;
-    return this.stream.write(data);
-  }
-
-  /** The object reached S3: the copy goes. Never rejects. */
-  async discard(): Promise<void> {
-    await this.#close().catch(() => {});
-    await unlink(this.#path).catch(() => {});
-  }
-
-  /** The upload was given up on: the copy becomes the dead letter, with its sidecar. */
-  async commit(letter: Omit<DeadLetter, 'path' | 'acks'>): Promise<DeadLetter> {
-    await this.#close();
-    if (this.error) throw this.error;
-    await mkdir(dirname(this.#target), { recursive: true });
-    await rename(this.#path, this.#target);
-    const full: DeadLetter = { ...letter, path: this.#target };
-    await writeFile(`${this.#target}.json`, `${JSON.stringify(full, null, 2)}\n`);
-    return full;
-  }
-
-  /** Left where it is (a destroyed sink): the partial copy stays in the spool. */
-  abandon(): void {
-    if (!this.stream.destroyed) this.stream.end();
-  }
-
-  #close(): Promise<void> {
-    return new Promise((done) => {
-      if (this.stream.closed || this.stream.destroyed) {
-        done();
-        return;
-      }
-      this.stream.once('close', () => done());
-      this.stream.end();
-    });
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
 import { checkPrefix, MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
@@ -283,8 +284,9 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   const retry = resolveRetry(o.retry);
   const requestTimeoutMs = int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 100, 3_600_000);
   if (o.deadLetter !== undefined && (typeof o.deadLetter !== 'string' || o.deadLetter === '')) throw new OptionError('deadLetter', o.deadLetter, 'a directory path');
-  const spool = resolveSpool(o.spool);
-  if (spool !== null && o.deadLetter !== undefined) throw new OptionError('deadLetter', o.deadLetter, `no deadLetter with a spool (it keeps given-up batches in ${spool.dir}/dead)`);
+  if (o.spool !== undefined && o.deadLetter !== undefined) throw new OptionError('deadLetter', o.deadLetter, 'no deadLetter with a spool (it keeps given-up batches in its dead/ directory)');
+  // deadLetter is a spool by another name: segments in DIR/.spool (written, not fsynced), dead letters in DIR.
+  const spool = o.deadLetter === undefined ? resolveSpool(o.spool) : Object.freeze({ dir: join(o.deadLetter, '.spool'), deadDir: o.deadLetter, fsync: 'never' as const, fsyncIntervalMs: 200, maxBytes: 8 * GiB });
   const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : int('sweepOrphans', o.sweepOrphans, 0, 10 * 60_000, 365 * 24 * 3_600_000);
   if (sweepOrphans !== false && o.bucket === undefined) throw new OptionError('sweepOrphans', o.sweepOrphans, 'a default bucket to sweep (the bucket option)');
 
@@ -346,6 +348,7 @@ function resolveSpool(value: unknown): ResolvedSpool | null {
   if (!FSYNC_POLICIES.includes(fsync)) throw new OptionError('spool.fsync', fsync, `one of ${FSYNC_POLICIES.map((p) => `'${p}'`).join(', ')}`);
   return Object.freeze({
     dir: o.dir,
+    deadDir: join(o.dir, 'dead'),
     fsync,
     fsyncIntervalMs: int('spool.fsyncIntervalMs', o.fsyncIntervalMs, 200, 1, 60_000),
     maxBytes: int('spool.maxBytes', o.maxBytes, 8 * GiB, 1 * MiB, 2 ** 50),

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -50,6 +50,8 @@ export interface SpoolOptions {
 
 export interface ResolvedSpool {
   readonly dir: string;
+  /** Where given-up batches go: `dir/dead`, or the `deadLetter` directory. */
+  readonly deadDir: string;
   readonly fsync: FsyncPolicy;
   readonly fsyncIntervalMs: number;
   readonly maxBytes: number;
@@ -107,7 +109,7 @@ interface Segment {
 export class Spool {
   readonly options: ResolvedSpool;
   readonly dir: string;
-  /** Where given-up batches go. */
+  /** Where given-up batches go (`<bucket>/<key>` and a `.json` sidecar). */
   readonly deadDir: string;
   /** Segment files an earlier run left, found at start (full paths). */
   readonly leftovers: readonly string[];
@@ -127,9 +129,10 @@ export class Spool {
   constructor(options: ResolvedSpool, hooks: SpoolHooks) {
     this.options = options;
     this.dir = resolve(options.dir);
-    this.deadDir = join(this.dir, 'dead');
+    this.deadDir = resolve(options.deadDir);
     this.#hooks = hooks;
-    this.#dead = new DeadLetterDir(this.deadDir, false);
+    mkdirSync(this.dir, { recursive: true });
+    this.#dead = new DeadLetterDir(this.deadDir);
     this.#lockPath = join(this.dir, 'lock');
     this.#lock();
     this.leftovers = readdirSync(this.dir)
@@ -306,6 +309,12 @@ export class Spool {
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' && flags === 'wx') {
+          // The directory was removed under us: made again, so that what comes next is kept.
+          this.#hooks.warn('S3SINK_SPOOL_DIR_GONE', `spool directory ${this.dir} was removed while in use: created again (segments that were in it are gone)`);
+          mkdirSync(this.dir, { recursive: true });
+          continue;
+        }
         if (code !== 'ENOSPC' && code !== 'EDQUOT') throw new SpoolError(`cannot write spool segment ${segment.path}`, err);
         if (!this.#full) {
           this.#full = true;

@@ -14,7 +14,12 @@ import { noisyLine, prng } from './helpers/data.js';
 import { failingClient } from './helpers/failing-client.js';
 import { useLocalS3 } from './helpers/s3.js';
 
-const env = useLocalS3(test, ['bucket']);
+// The proxy (used by one test) is slow, and refuses the second part of uploads under slow-refused/.
+const env = useLocalS3(test, ['bucket'], {
+  bytesPerSecond: 4 * 1024 * 1024,
+  fault: (operation, request) =>
+    operation === 'UploadPart' && request.url?.includes('/slow-refused/') && request.url.includes('partNumber=2') ? { kind: 'status', status: 403, code: 'AccessDenied' } : { kind: 'pass' },
+});
 const zcat = (path: string) => promisify(execFile)('zcat', [path], { maxBuffer: 64 * 1024 * 1024 }).then((r) => r.stdout);
 
 async function tempDir(t: import('ava').ExecutionContext): Promise<string> {
@@ -98,4 +103,38 @@ test('without deadLetter, a refused UploadPart fails the sink naming bucket and 
   t.true(report.sent.includes('AbortMultipartUpload'), report.sent.join(','));
   t.false(report.sent.includes('CompleteMultipartUpload'));
   t.deepEqual(report.resources, []);
+});
+
+test('S3 slower than the input and a part refused (403) mid-upload, with deadLetter: no hang; the batch is a dead letter and the sink ends', async (t) => {
+  t.timeout(60_000);
+  const dir = await tempDir(t);
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'slow-refused/', s3: { ...env.s3.s3Config, endpoint: env.proxy.endpoint }, partSize: 5 * 1024 * 1024, gzipLevel: 1, deadLetter: dir, clock: fixedClock() });
+  const letters: DeadLetter[] = [];
+  sink.on('dead-letter', (l: DeadLetter) => letters.push(l));
+  sink.on('warning', () => {});
+  const random = prng(12);
+  const noise = Array.from({ length: 64 }, () => noisyLine(random, 1000));
+  const lines = Array.from({ length: 16_000 }, (_, i) => `${i} ${noise[i % 64]}`);
+  await pipeline(Readable.from(lines.map((payload) => ({ payload }))), sink);
+  t.is(letters.length, 1);
+  t.is(letters[0]!.code, 'AccessDenied');
+  t.is(await zcat(letters[0]!.path!), `${lines.join('\n')}\n`);
+});
+
+test('the dead-letter directory removed mid-run: no crash; it is made again and every event is delivered', async (t) => {
+  const dir = await tempDir(t);
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, deadLetter: dir, clock: fixedClock() });
+  const warnings: SinkWarning[] = [];
+  const receipts: Receipt[] = [];
+  sink.on('warning', (w: SinkWarning) => warnings.push(w));
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  for (let n = 0; n < 100; n++) sink.write({ prefix: 'before/', payload: { n } });
+  await new Promise((resolve) => setImmediate(resolve));
+  await rm(dir, { recursive: true, force: true });
+  for (let n = 100; n < 200; n++) sink.write({ prefix: 'after/', payload: { n } });
+  await sink.close();
+  const seen: number[] = [];
+  for (const r of receipts) for (const line of await env.s3.lines('bucket', r.key)) seen.push((JSON.parse(line) as { n: number }).n);
+  t.deepEqual(seen.sort((a, b) => a - b), Array.from({ length: 200 }, (_, n) => n));
+  t.true(warnings.some((w) => w.code === 'S3SINK_SPOOL_DIR_GONE'), warnings.map((w) => w.code).join());
 });

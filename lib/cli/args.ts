@@ -22,8 +22,9 @@ export interface RunCommand {
 /** `s3-sink flush`: deliver what a spool holds, then exit. */
 export interface FlushCommand {
   kind: 'flush';
-  spoolDir: string;
-  /** Also put the dead letters of `spoolDir/dead` back where they belonged. */
+  /** The spool, as `--spool-dir DIR` or `--dead-letter-dir DIR` named it for the run. */
+  sink: { spool: { dir: string } } | { deadLetter: string };
+  /** Also put the spool's dead letters back where they belonged. */
   deadLetters: boolean;
   endpoint: string | undefined;
   region: string | undefined;
@@ -44,7 +45,7 @@ destination and minute, gzipped, multipart-uploaded.
 
 Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
-  s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]   delivers what a spool holds, exits 0 when empty
+  s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
   s3-sink policy --bucket NAME --principal ARN  prints the minimal bucket policy as JSON
   s3-sink --help | --version
@@ -177,9 +178,13 @@ export function parseCommand(argv: readonly string[]): Command {
     throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy, flush; see s3-sink --help)`);
   }
   if (verb === 'flush') {
-    onlyFlags(values, ['spool-dir', 'dead-letters', 'endpoint', 'region', 'checksum', 'quiet'], 'flush');
-    if (!values['spool-dir']) throw new UsageError('missing --spool-dir DIR (the spool to deliver)');
-    return { kind: 'flush', spoolDir: values['spool-dir'], deadLetters: values['dead-letters'] ?? false, ...s3Flags(values), quiet: values.quiet ?? false };
+    onlyFlags(values, ['spool-dir', 'dead-letter-dir', 'dead-letters', 'endpoint', 'region', 'checksum', 'quiet'], 'flush');
+    const spoolDir = values['spool-dir'];
+    const deadLetterDir = values['dead-letter-dir'];
+    if (!spoolDir && !deadLetterDir) throw new UsageError('missing --spool-dir DIR (the spool to deliver)');
+    if (spoolDir && deadLetterDir) throw new UsageError('--spool-dir and --dead-letter-dir: name one (the one the run used)');
+    const sink = spoolDir ? { spool: { dir: spoolDir } } : { deadLetter: deadLetterDir as string };
+    return { kind: 'flush', sink, deadLetters: values['dead-letters'] ?? false, ...s3Flags(values), quiet: values.quiet ?? false };
   }
   if (values['dead-letters']) throw new UsageError('--dead-letters goes with the flush command');
   if (verb === 'demo') {

@@ -1,10 +1,9 @@
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { redeliverDeadLetters } from '../deadLetter.js';
 import { messageOf, OptionError } from '../errors.js';
 import { s3Sink, type S3Sink } from '../sink.js';
-import { SpoolLockedError } from '../spool.js';
+import { SpoolLockedError, type Spool } from '../spool.js';
 import { FLAG_OF, UsageError, type FlushCommand } from './args.js';
 import { Progress } from './progress.js';
 import { clientConfig, type Io } from './run.js';
@@ -18,7 +17,7 @@ import { clientConfig, type Io } from './run.js';
 export async function runFlush(cmd: FlushCommand, io: Io, overrides: S3ClientConfig = {}): Promise<number> {
   let sink: S3Sink;
   try {
-    sink = s3Sink({ spool: { dir: cmd.spoolDir }, s3: clientConfig(cmd, overrides) });
+    sink = s3Sink({ ...cmd.sink, s3: clientConfig(cmd, overrides) });
   } catch (err) {
     if (err instanceof SpoolLockedError) {
       io.stderr.write(`s3-sink: ${err.message}\n`);
@@ -31,8 +30,8 @@ export async function runFlush(cmd: FlushCommand, io: Io, overrides: S3ClientCon
   sink.on('object', (receipt) => progress.object(receipt));
   sink.on('warning', (warning) => progress.warning(warning));
   sink.on('dead-letter', (letter) => progress.deadLetter(letter));
-  sink.on('recovered', (r) => progress.note(`recovered from ${cmd.spoolDir}: ${r.events} events in ${r.batches} batches, delivered`));
-  const deadDir = join(cmd.spoolDir, 'dead');
+  const { dir, deadDir } = sink.context.spool as Spool;
+  sink.on('recovered', (r) => progress.note(`recovered from ${dir}: ${r.events} events in ${r.batches} batches, delivered`));
   let code = 0;
   try {
     if (cmd.deadLetters) {
@@ -47,12 +46,12 @@ export async function runFlush(cmd: FlushCommand, io: Io, overrides: S3ClientCon
     code = 1;
   }
   progress.finish();
-  const segments = (await readdir(cmd.spoolDir)).filter((name) => name.endsWith('.seg')).length;
-  const letters = (await readdir(deadDir, { recursive: true }).catch(() => [])).filter((name) => name.endsWith('.gz')).length;
+  const segments = (await readdir(dir)).filter((name) => name.endsWith('.seg')).length;
+  const letters = (await readdir(deadDir, { recursive: true }).catch(() => [])).filter((name) => name.endsWith('.gz') && !name.startsWith('.spool')).length;
   if (segments + letters > 0) {
-    progress.note(`spool ${cmd.spoolDir} still holds ${segments} batches and ${letters} dead letters${letters > 0 && !cmd.deadLetters ? ' (--dead-letters delivers those)' : ''}`);
+    progress.note(`spool ${dir} still holds ${segments} batches and ${letters} dead letters in ${deadDir}${letters > 0 && !cmd.deadLetters ? ' (--dead-letters delivers those)' : ''}`);
     return 1;
   }
-  progress.note(`spool ${cmd.spoolDir} is empty`);
+  progress.note(`spool ${dir} is empty`);
   return code;
 }

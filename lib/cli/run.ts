@@ -158,7 +158,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     progress.finish();
     // Kept on disk, but not in S3: the caller should know.
     const { deadLettered } = sink.stats();
-    if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.spool?.deadDir ?? sink.context.deadLetters?.root}`);
+    if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.spool?.deadDir}`);
     return { code: deadLettered > 0 ? 1 : 0, receipts };
   } catch (err) {
     progress.finish();

@@ -4,7 +4,7 @@ import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, type S3Clien
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
-import type { DeadLetter, SpoolFile } from '../deadLetter.js';
+import type { DeadLetter } from '../deadLetter.js';
 import { messageOf, UploadError } from '../errors.js';
 import { abortMultipartUpload } from '../multipart.js';
 import { classify } from '../retry.js';
@@ -25,11 +25,10 @@ import type { Command } from '../transport.js';
  *
  * Requests go through the context's transport (timeouts, retries). An upload
  * given up on is aborted (AbortMultipartUpload), and then:
- * - with a spool, a failure that can pass (an outage) sends the batch back to
- *   the spool, which delivers it again from disk later; any other failure
- *   moves it to the spool's dead-letter area;
- * - with a `deadLetter` directory, it is written there in full;
- * - with neither, it is reported (`'dead-letter'` with `path: null`) and lost;
+ * - with a spool (or `deadLetter`, a spool by another name), a failure that
+ *   can pass (an outage) sends the batch back to the spool, which delivers it
+ *   again from disk later; any other failure moves it to the dead-letter area;
+ * - without, it is reported (`'dead-letter'` with `path: null`) and lost;
  *   the other batches go on, and the sink fails at its end.
  * Either way its acks come back once, in `'delivered'` or `'dead-letter'`.
  */
@@ -55,9 +54,7 @@ interface Job {
   body: PassThrough | null;
   upload: Upload | null;
   uploadId: string | null;
-  /** The copy for the dead-letter directory, while it uploads. */
-  copy: SpoolFile | null;
-  /** Why the upload was given up on; the rest of the batch then goes to the copy only. */
+  /** Why the upload was given up on; the rest of the batch is then dropped (the spool has it). */
   failure: unknown;
   /** The acks of its events (they came with its end). */
   acks: unknown[] | null;
@@ -100,9 +97,9 @@ export class Uploader extends Writable {
     }
     job.compressed += piece.data.length;
     if (job.failure !== null) {
-      // Given up on: the rest of the batch goes to its copy, if it has one.
+      // Given up on: the rest of the batch is not sent (with a spool, its segment has every byte).
       this.#ctx.ledger.release(job.batch, piece.data.length);
-      whenWritable([job.copy?.write(piece.data) === false ? job.copy.stream : null], callback);
+      callback();
       return;
     }
     if (!job.body) {
@@ -112,9 +109,8 @@ export class Uploader extends Writable {
       return;
     }
     const bodyFull = !job.body.write(piece.data);
-    const copyFull = job.copy !== null && !job.copy.write(piece.data);
     this.#reportInParts(job);
-    whenWritable([bodyFull ? job.body : null, copyFull ? (job.copy as SpoolFile).stream : null], callback);
+    whenWritable([bodyFull ? job.body : null], callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -131,7 +127,6 @@ export class Uploader extends Writable {
     for (const job of cutOff) {
       job.body?.destroy();
       job.upload?.abort().catch(() => {});
-      job.copy?.abandon();
       this.#ctx.ledger.settle(job.batch);
     }
     this.#ctx.ledger.wake();
@@ -143,7 +138,7 @@ export class Uploader extends Writable {
   #job(batch: Batch): Job {
     let job = this.#jobs.get(batch.key);
     if (!job) {
-      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null, copy: null, failure: null, acks: null };
+      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null, failure: null, acks: null };
       this.#jobs.set(batch.key, job);
     }
     return job;
@@ -167,7 +162,7 @@ export class Uploader extends Writable {
   }
 
   #start(job: Job): void {
-    const { options, counters, ledger, deadLetters } = this.#ctx;
+    const { options, counters, ledger } = this.#ctx;
     this.#running += 1;
     counters.uploadsInFlight += 1;
     job.queued = false;
@@ -176,14 +171,7 @@ export class Uploader extends Writable {
     body.on('error', () => {});
     job.body = body;
     const { bucket, key } = job.batch;
-    job.copy =
-      deadLetters?.open(job.batch, (err) =>
-        this.#ctx.warn('S3SINK_DEAD_LETTER_COPY_FAILED', `cannot keep a copy of s3://${bucket}/${key} in ${deadLetters.root} (${err.message}): if its upload fails, it cannot be dead-lettered`),
-      ) ?? null;
-    for (const data of job.pending) {
-      body.write(data);
-      job.copy?.write(data);
-    }
+    for (const data of job.pending) body.write(data);
     job.pending = [];
     if (job.ended) body.end();
     const upload = new Upload({
@@ -220,8 +208,8 @@ export class Uploader extends Writable {
   #completed(job: Job): void {
     if (this.#jobs.get(job.batch.key) !== job) return;
     const { spool } = this.#ctx;
-    // Neither rejects: a segment or copy that cannot be deleted is said (and a restart rewrites the same key with the same bytes).
-    const cleanUp = spool ? spool.remove(job.batch) : (job.copy?.discard() ?? Promise.resolve());
+    // Never rejects: a segment that cannot be deleted is said (and a restart rewrites the same key with the same bytes).
+    const cleanUp = spool ? spool.remove(job.batch) : Promise.resolve();
     cleanUp.then(
       () => {
         if (this.#jobs.get(job.batch.key) !== job) return;
@@ -270,7 +258,7 @@ export class Uploader extends Writable {
       events: batch.events,
       bytes: batch.bytes,
     };
-    const kept: Promise<DeadLetter | null> = spool ? spool.bury(batch, letter, options.gzipLevel) : job.copy ? job.copy.commit({ ...letter, compressedBytes: job.compressed }) : Promise.resolve(null);
+    const kept: Promise<DeadLetter | null> = spool ? spool.bury(batch, letter, options.gzipLevel) : Promise.resolve(null);
     const settle = (dead: DeadLetter | null, keepError: unknown) => {
       if (this.#jobs.get(batch.key) !== job) return;
       this.#jobs.delete(batch.key);
