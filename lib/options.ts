@@ -1,7 +1,7 @@
 import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
-import { checkPrefix, MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
+import { checkPrefix, normalizePrefix, PREFIX_RULE } from './key.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { compileTemplate, type PrefixTemplate } from './template.js';
 
@@ -33,7 +33,8 @@ export interface SinkOptions {
   prefix?: string;
   /**
    * Where events whose templated prefix cannot be filled go, in the same bucket
-   * (not JSON, field missing, empty, or with `..` or control characters).
+   * (not JSON, field missing, empty, or a filled prefix that breaks the prefix
+   * rule of `prefixProblem` in key.ts: a `.` or `..` segment, a control character).
    * Default: `'_unrouted/'` (Athena skips `_` folders). Memory: none.
    */
   deadLetterPrefix?: string;
@@ -342,7 +343,7 @@ function prefixOption(name: string, value: unknown): string {
   if (typeof value !== 'string') throw new OptionError(name, value, 'a string');
   const checked = checkPrefix(value);
   if ('prefix' in checked) return checked.prefix;
-  throw new OptionError(name, value, checked.problem === 'control' ? 'a prefix without control characters' : `a prefix of at most ${MAX_PREFIX_BYTES} bytes`);
+  throw new OptionError(name, value, `${PREFIX_RULE} (this one ${checked.problem})`);
 }
 
 /** Why `name` is not a valid S3 bucket name, or `null` when it is. */

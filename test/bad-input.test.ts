@@ -70,3 +70,29 @@ test('records with no bucket anywhere are rejected, not thrown', async (t) => {
   t.deepEqual(rejected.map((r) => r.reason), ['record has no bucket and the sink has no default bucket option']);
   t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['has a bucket']);
 });
+
+test('a record prefix with a "." or ".." segment or a control character is rejected, naming what is wrong; the records around it arrive', async (t) => {
+  const { byPrefix, rejected, sink } = await run(
+    Readable.from([
+      { prefix: 'safe/', payload: 'before' },
+      { prefix: '../../etc/', payload: 'climbs out' },
+      { prefix: './x/', payload: 'dot' },
+      { prefix: 'a/\u0007/', payload: 'bell' },
+      { prefix: 'safe/', payload: 'after' },
+      { prefix: 'v1..2/', payload: 'dots inside a name are fine' },
+    ]),
+    {},
+  );
+  t.deepEqual(byPrefix.get('safe'), ['before', 'after']);
+  t.deepEqual(byPrefix.get('v1..2'), ['dots inside a name are fine']);
+  t.deepEqual(
+    rejected.map((r) => [r.code, r.reason, r.head]),
+    [
+      ['ERR_S3SINK_RECORD', 'record prefix "../../etc/" has a ".." segment', 'climbs out'],
+      ['ERR_S3SINK_RECORD', 'record prefix "./x/" has a "." segment', 'dot'],
+      ['ERR_S3SINK_RECORD', 'record prefix "a/\\u0007/" contains a control character (U+0007)', 'bell'],
+    ],
+  );
+  t.is(sink.stats().rejected, 3);
+  t.is(byPrefix.size, 2);
+});

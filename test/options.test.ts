@@ -31,7 +31,10 @@ test('a bad option names itself, the value and what was expected', (t) => {
   optionError(t, { bucket: 'My_Bucket' }, 'bucket', /got "My_Bucket", expected an S3 bucket name \(lowercase letters/);
   optionError(t, { input: 'lines' }, 'bucket', /lines mode has no per-event bucket/);
   optionError(t, { prefix: 'app/{}/' }, 'prefix', /placeholder/);
-  optionError(t, { prefix: 'a\nb' }, 'prefix', /control characters/);
+  optionError(t, { prefix: 'a\nb' }, 'prefix', /expected a prefix without control characters or "\." or "\.\." segments, of at most 920 bytes \(this one contains a control character \(U\+000A\)\)$/);
+  optionError(t, { prefix: '../../etc/' }, 'prefix', /\(this one has a "\.\." segment\)$/);
+  optionError(t, { deadLetterPrefix: './strays/' }, 'deadLetterPrefix', /\(this one has a "\." segment\)$/);
+  optionError(t, { prefix: 'app/../{service}/' }, 'prefix', /expected a prefix or template: its text outside the placeholders has a "\.\." segment$/);
   optionError(t, { s3: {}, client: { send() {} } }, 'client', /either client or s3/);
   optionError(t, { maxLineBytes: 2 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 }, 'maxLineBytes', /fit in the memory budget/);
   optionError(t, { maxObjectBytes: 10, maxLineBytes: 10 }, 'maxLineBytes', /fit in an object/);
