@@ -14,12 +14,14 @@ export const MAX_PREFIX_BYTES = 1024 - 103 - 1;
 /**
  * What no prefix may hold, from any source (the `prefix` and
  * `deadLetterPrefix` options, a record's `prefix`, a filled template):
- * a control character (it breaks keys in logs, listings and shells), or a
- * `.` or `..` segment (tools that map keys to paths, `aws s3 sync` among
- * them, would resolve it: `../../etc/` climbs out of the bucket's folder).
+ * a control character (it breaks keys in logs, listings and shells), a lone
+ * UTF-16 surrogate (it has no UTF-8 form: the SDK's `encodeURIComponent`
+ * throws `URIError: URI malformed` and the upload fails), or a `.` or `..`
+ * segment (tools that map keys to paths, `aws s3 sync` among them, would
+ * resolve it: `../../etc/` climbs out of the bucket's folder).
  */
 // eslint-disable-next-line no-control-regex
-const FORBIDDEN = /[\u0000-\u001f\u007f]|(?:^|\/)\.{1,2}(?=\/|$)/;
+const FORBIDDEN = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]|(?:^|\/)\.{1,2}(?=\/|$)/;
 
 /**
  * Why `raw` cannot be a prefix, in words that name what is wrong
@@ -32,7 +34,9 @@ export function prefixProblem(raw: string): string | null {
   if (found !== null) {
     const text = found[0];
     if (text.endsWith('.')) return `has a ${JSON.stringify(text.replace('/', ''))} segment`;
-    return `contains a control character (U+${(text.codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')})`;
+    const unit = text.charCodeAt(0);
+    const code = `U+${unit.toString(16).toUpperCase().padStart(4, '0')}`;
+    return unit >= 0xd800 && unit <= 0xdfff ? `contains a lone surrogate (${code})` : `contains a control character (${code})`;
   }
   // Normalising only removes slashes: the raw length bounds the normalised one.
   if (raw.length * 3 > MAX_PREFIX_BYTES && Buffer.byteLength(normalizePrefix(raw)) > MAX_PREFIX_BYTES) return `is longer than ${MAX_PREFIX_BYTES} bytes`;
@@ -40,7 +44,7 @@ export function prefixProblem(raw: string): string | null {
 }
 
 /** What `prefixProblem` refuses, as the clause an option's "expected" reads. */
-export const PREFIX_RULE = `a prefix without control characters or "." or ".." segments, of at most ${MAX_PREFIX_BYTES} bytes`;
+export const PREFIX_RULE = `a prefix without control characters, lone surrogates or "." or ".." segments, of at most ${MAX_PREFIX_BYTES} bytes`;
 
 /** A prefix as given, normalised, or why it cannot be one (see `prefixProblem`). */
 export function checkPrefix(raw: string): { prefix: string } | { problem: string } {

@@ -34,7 +34,8 @@ export interface SinkOptions {
   /**
    * Where events whose templated prefix cannot be filled go, in the same bucket
    * (not JSON, field missing, empty, or a filled prefix that breaks the prefix
-   * rule of `prefixProblem` in key.ts: a `.` or `..` segment, a control character).
+   * rule of `prefixProblem` in key.ts: a `.` or `..` segment, a control
+   * character, a lone surrogate).
    * Default: `'_unrouted/'` (Athena skips `_` folders). Memory: none.
    */
   deadLetterPrefix?: string;

@@ -44,7 +44,7 @@ test('parseKey reads back what formatKey wrote, and refuses keys whose folders a
   t.is(parseKey(`a/2019/05/25/16/2019-05-25-16-14-58-${ID.toUpperCase()}.gz`), null);
 });
 
-test('one rule for every prefix: no control characters, no "." or ".." segments, not too long; the problem is named', (t) => {
+test('one rule for every prefix: no control characters, lone surrogates, "." or ".." segments, not too long; the problem is named', (t) => {
   const refused: [string, string][] = [
     ['../../etc/', 'has a ".." segment'],
     ['./x/', 'has a "." segment'],
@@ -54,6 +54,10 @@ test('one rule for every prefix: no control characters, no "." or ".." segments,
     ['/./', 'has a "." segment'],
     ['a\nb/', 'contains a control character (U+000A)'],
     ['logs\u007f/', 'contains a control character (U+007F)'],
+    ['app/\ud800/', 'contains a lone surrogate (U+D800)'],
+    ['app/\udfff', 'contains a lone surrogate (U+DFFF)'],
+    ['\udc00\ud800', 'contains a lone surrogate (U+DC00)'],
+    ['x\ud83d', 'contains a lone surrogate (U+D83D)'],
     ['p'.repeat(MAX_PREFIX_BYTES + 1), `is longer than ${MAX_PREFIX_BYTES} bytes`],
     ['é'.repeat(MAX_PREFIX_BYTES / 2 + 1), `is longer than ${MAX_PREFIX_BYTES} bytes`],
   ];
@@ -61,7 +65,7 @@ test('one rule for every prefix: no control characters, no "." or ".." segments,
     t.is(prefixProblem(prefix), problem, JSON.stringify(prefix.slice(0, 20)));
     t.deepEqual(checkPrefix(prefix), { problem });
   }
-  for (const prefix of ['', '/', 'a..b/', '.hidden/', '.../x', 'a/b.', 'v1.2/', '//app//', `${'p'.repeat(MAX_PREFIX_BYTES)}/`]) {
+  for (const prefix of ['', '/', 'a..b/', '.hidden/', '.../x', 'a/b.', 'v1.2/', '//app//', 'emoji/🙂/', '日本/', `${'p'.repeat(MAX_PREFIX_BYTES)}/`]) {
     t.is(prefixProblem(prefix), null, JSON.stringify(prefix.slice(0, 20)));
     t.deepEqual(checkPrefix(prefix), { prefix: normalizePrefix(prefix) });
   }

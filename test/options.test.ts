@@ -31,9 +31,12 @@ test('a bad option names itself, the value and what was expected', (t) => {
   optionError(t, { bucket: 'My_Bucket' }, 'bucket', /got "My_Bucket", expected an S3 bucket name \(lowercase letters/);
   optionError(t, { input: 'lines' }, 'bucket', /lines mode has no per-event bucket/);
   optionError(t, { prefix: 'app/{}/' }, 'prefix', /placeholder/);
-  optionError(t, { prefix: 'a\nb' }, 'prefix', /expected a prefix without control characters or "\." or "\.\." segments, of at most 920 bytes \(this one contains a control character \(U\+000A\)\)$/);
+  optionError(t, { prefix: 'a\nb' }, 'prefix', /expected a prefix without control characters, lone surrogates or "\." or "\.\." segments, of at most 920 bytes \(this one contains a control character \(U\+000A\)\)$/);
   optionError(t, { prefix: '../../etc/' }, 'prefix', /\(this one has a "\.\." segment\)$/);
   optionError(t, { deadLetterPrefix: './strays/' }, 'deadLetterPrefix', /\(this one has a "\." segment\)$/);
+  optionError(t, { prefix: 'app/\ud800/' }, 'prefix', /\(this one contains a lone surrogate \(U\+D800\)\)$/);
+  optionError(t, { deadLetterPrefix: '_unrouted\udc00/' }, 'deadLetterPrefix', /\(this one contains a lone surrogate \(U\+DC00\)\)$/);
+  optionError(t, { prefix: 'app/\ud800{service}/' }, 'prefix', /its text outside the placeholders contains a lone surrogate \(U\+D800\)$/);
   optionError(t, { prefix: 'app/../{service}/' }, 'prefix', /expected a prefix or template: its text outside the placeholders has a "\.\." segment$/);
   optionError(t, { s3: {}, client: { send() {} } }, 'client', /either client or s3/);
   optionError(t, { maxLineBytes: 2 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 }, 'maxLineBytes', /fit in the memory budget/);
