@@ -37,6 +37,9 @@ test('unknown flags, a missing bucket and a bad duration exit 2 with a message n
   const part = await runCli(['--bucket', 'bucket', '--part-size', '1MiB']);
   t.is(part.code, 2);
   t.is(part.stderr, 's3-sink: --part-size: got 1048576, expected an integer from 5242880 to 5368709120\n');
+  const sweep = await runCli(['--bucket', 'bucket', '--window', '1h', '--sweep-orphans', '10m']);
+  t.is(sweep.code, 2);
+  t.regex(sweep.stderr, /^s3-sink: --sweep-orphans: got 600000, expected at least 9261600 \(155m\): an upload of a sink with these settings can be live that long \(.+\)\n$/);
   t.is(unknown.stdout + missing.stdout + duration.stdout, '', 'stdout stays clean');
 });
 

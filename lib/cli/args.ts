@@ -66,6 +66,7 @@ Failures:
   --retry-cap D            largest backoff ceiling (default: 20s)
   --request-timeout D      an attempt not answered within D is cut off and retried (default: 2m)
   --sweep-orphans AGE      at start, abort this sink's multipart uploads older than AGE (e.g. 24h)
+                           (at least the longest an upload can be live: 96m with the defaults)
 
 Output:
   --quiet                  no progress on stderr (errors, warnings and dead letters still print)
