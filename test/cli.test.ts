@@ -1,5 +1,6 @@
 import test from 'ava';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -182,6 +183,37 @@ test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-
   t.regex(unchecked.stderr, /s3-sink: delivery failed: upload of s3:\/\/no-such-bucket\/\S+\.gz failed: NoSuchBucket: /);
   t.regex(unchecked.stderr, /s3-sink: not delivered: 3 of 3 events read/);
   t.false(unchecked.stderr.includes('S3RVER'), 'credentials are never printed');
+});
+
+test('the start-up check answers within seconds, naming the endpoint, against a store that accepts connections and never answers', async (t) => {
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const started = performance.now();
+  const { code, stderr } = await runCli(['--bucket', 'bucket', '--endpoint', endpoint], 'a\n');
+  const seconds = (performance.now() - started) / 1000;
+  t.is(code, 1);
+  t.is(stderr, `s3-sink: cannot reach ${endpoint} to check bucket bucket: no answer within 10 s (3 attempts of GetBucketLocation) (--no-check skips this check)\n`);
+  t.true(seconds < 14, `answered in ${seconds.toFixed(1)} s`);
+  t.true(sockets.length >= 2, 'it tried again, on a new connection');
+});
+
+test('the start-up check against a port with nothing listening answers at once, naming the endpoint and the refusal', async (t) => {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  const started = performance.now();
+  const { code, stderr } = await runCli(['--bucket', 'bucket', '--endpoint', endpoint], 'a\n');
+  const seconds = (performance.now() - started) / 1000;
+  t.is(code, 1);
+  t.regex(stderr, new RegExp(`^s3-sink: cannot reach ${endpoint.replace(/\./g, '\\.')} to check bucket bucket: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+ \\(3 attempts\\) \\(--no-check skips this check\\)\n$`));
+  t.true(seconds < 5, `answered in ${seconds.toFixed(1)} s`);
 });
 
 test('--dead-letter-dir: a batch S3 refuses is written there with its sidecar, the rest is delivered, and the run exits 1 saying so', async (t) => {

@@ -1,9 +1,10 @@
 import { finished, Transform, type Readable, type TransformCallback } from 'node:stream';
-import { GetBucketLocationCommand, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Receipt } from '../context.js';
-import { messageOf, OptionError, s3ErrorCode } from '../errors.js';
+import { messageOf, OptionError } from '../errors.js';
 import { s3Sink, type S3Sink } from '../sink.js';
 import { FLAG_OF, UsageError, type RunCommand } from './args.js';
+import { checkBucket } from './check.js';
 import { Progress, type ProgressOutput } from './progress.js';
 
 export interface Io {
@@ -115,14 +116,15 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   sink.on('swept', (result) => progress.swept(result));
 
   const client = sink.context.client;
+  let region: string;
   try {
-    await client.config.region();
+    region = await client.config.region();
   } catch {
     sink.destroy();
     throw new UsageError('no AWS region: pass --region or set AWS_REGION (or a region in ~/.aws/config)');
   }
   if (cmd.check) {
-    const check = await checkBucket(sink, cmd.sink.bucket);
+    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`);
     if (check) progress.note(check.problem);
     if (check?.fatal) {
       sink.destroy();
@@ -167,18 +169,5 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   } finally {
     io.signals.off('SIGTERM', onSignal);
     io.signals.off('SIGINT', onSignal);
-  }
-}
-
-/** Fails fast when the bucket is missing or the credentials are refused; `null` when it looks usable. */
-async function checkBucket(sink: S3Sink, bucket: string): Promise<{ fatal: boolean; problem: string } | null> {
-  try {
-    await sink.context.transport.send(new GetBucketLocationCommand({ Bucket: bucket }));
-    return null;
-  } catch (err) {
-    const code = s3ErrorCode(err);
-    // A policy without s3:GetBucketLocation should not stop delivery: say so and go on.
-    if (code === 'AccessDenied') return { fatal: false, problem: `cannot check bucket ${bucket} (AccessDenied on GetBucketLocation); going on` };
-    return { fatal: true, problem: `cannot write to bucket ${bucket}: ${code}: ${messageOf(err)} (--no-check skips this check)` };
   }
 }
