@@ -75,8 +75,9 @@ Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
 chain (environment, ~/.aws/credentials, SSO, instance roles); they are never printed.
 
-SIGTERM, SIGINT or the end of stdin: stop reading, flush every batch, wait for S3,
-exit 0. A second signal exits at once (130/143) saying what was not delivered.
+SIGTERM, SIGINT, SIGHUP, SIGQUIT or the end of stdin: stop reading, flush every
+batch, wait for S3, exit 0. A second signal exits at once (128 + its number: 129,
+130, 131, 143) saying what was not delivered.
 Exit 2: usage error. Exit 1: delivery failed.`;
 
 const FLAGS = {

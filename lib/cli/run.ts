@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { finished, Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Receipt } from '../context.js';
@@ -9,7 +10,7 @@ import { Progress, type ProgressOutput } from './progress.js';
 
 export interface Io {
   stderr: ProgressOutput;
-  /** Where SIGTERM and SIGINT arrive (the process). */
+  /** Where the signals of `STOP_SIGNALS` arrive (the process). */
   signals: NodeJS.EventEmitter;
   /** Leaves at once (the second signal). */
   exitNow(code: number): void;
@@ -20,7 +21,13 @@ export interface RunResult {
   receipts: Receipt[];
 }
 
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+/**
+ * Each stops the input and flushes what was read: SIGTERM and SIGINT, SIGHUP
+ * (the terminal or the parent went away) and SIGQUIT (Ctrl-\). Left to
+ * Node's default, SIGHUP and SIGQUIT ended the process and lost the open
+ * window without a word. A second one leaves at once, with 128 + its number.
+ */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
 
 /**
  * Passes whole lines only, holding back a line not yet finished. When input
@@ -138,7 +145,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     signals += 1;
     if (signals > 1) {
       progress.note(`${signal} again: leaving now; ${progress.undelivered()}`);
-      io.exitNow(SIGNAL_EXIT[signal] ?? 1);
+      io.exitNow(128 + constants.signals[signal]);
       return;
     }
     input.unpipe(gate);
@@ -148,8 +155,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     gate.stop();
     progress.note(`${signal}: stopped reading stdin; flushing ${sink.stats().openBatches} open batches (send ${signal} again to leave at once)`);
   };
-  io.signals.on('SIGTERM', onSignal);
-  io.signals.on('SIGINT', onSignal);
+  for (const signal of STOP_SIGNALS) io.signals.on(signal, onSignal);
   input.once('error', () => gate.stop());
   progress.start();
   input.pipe(gate).pipe(sink);
@@ -167,7 +173,6 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     progress.note(progress.undelivered());
     return { code: 1, receipts };
   } finally {
-    io.signals.off('SIGTERM', onSignal);
-    io.signals.off('SIGINT', onSignal);
+    for (const signal of STOP_SIGNALS) io.signals.off(signal, onSignal);
   }
 }
