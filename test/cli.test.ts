@@ -182,6 +182,10 @@ test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-
   t.is(unchecked.code, 1);
   t.regex(unchecked.stderr, /s3-sink: delivery failed: upload of s3:\/\/no-such-bucket\/\S+\.gz failed: NoSuchBucket: /);
   t.regex(unchecked.stderr, /s3-sink: not delivered: 3 of 3 events read/);
+  // A line rejected (too long) and one in the failed upload: both were read, neither delivered.
+  const rejected = await runCli(['--bucket', 'no-such-bucket', '--endpoint', env.s3.endpoint, '--no-check', '--quiet', '--max-line', '10'], `${'x'.repeat(50)}\nb\n`);
+  t.is(rejected.code, 1);
+  t.regex(rejected.stderr, /s3-sink: not delivered: 2 of 2 events read \(1 rejected, 0 batches open, 0 B buffered, 1 uploads cut off\)\n/);
   t.false(unchecked.stderr.includes('S3RVER'), 'credentials are never printed');
 });
 

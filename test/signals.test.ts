@@ -1,5 +1,8 @@
 import test from 'ava';
-import type { Writable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { PassThrough, type Writable } from 'node:stream';
+import { parseCommand, type RunCommand } from '../lib/cli/args.js';
+import { runSink } from '../lib/cli/run.js';
 import { startCli } from './helpers/cli.js';
 import { startProxy } from './helpers/proxy.js';
 import { useLocalS3 } from './helpers/s3.js';
@@ -53,4 +56,30 @@ test('a second signal leaves at once with 128 + its number (SIGQUIT: 131), sayin
   const { code } = await run.exit;
   t.is(code, 131, run.stderr());
   t.regex(run.stderr(), /s3-sink: SIGQUIT again: leaving now; not delivered: 1000 of 1000 events read /);
+});
+
+test('a second signal counts as read the events still waiting in stream buffers, before the sink parsed them', async (t) => {
+  // S3 takes the first object and never answers: the 1 MiB budget stays full, parsing stops, and
+  // what was read waits in the stream buffers (this input stands for stdin: what it holds was read).
+  const proxy = await startProxy(env.s3.port, { fault: (operation) => (operation === 'PutObject' ? { kind: 'stall' } : { kind: 'pass' }) });
+  t.teardown(() => proxy.close());
+  const cmd = parseCommand(['--bucket', 'bucket', '--prefix', 'buffered/', '--endpoint', proxy.endpoint, '--max-buffered', '1MiB', '--retry-attempts', '1', '--quiet']) as RunCommand;
+  const input = new PassThrough();
+  const count = 20_000;
+  // As stdin reads: chunks of up to 64 KiB (300 lines of 200 bytes).
+  for (let n = 0; n < count; n += 300) {
+    input.write(Array.from({ length: Math.min(300, count - n) }, (_, i) => `${JSON.stringify({ n: n + i, pad: 'y'.repeat(180) })}\n`).join(''));
+  }
+  const stderr: string[] = [];
+  const signals = new EventEmitter();
+  const exits: number[] = [];
+  const running = runSink(cmd, input, { stderr: { write: (text: string) => stderr.push(text) }, signals, exitNow: (code) => exits.push(code) }, { credentials: env.s3.s3Config.credentials });
+  await eventually(() => proxy.log.some((l) => l.operation === 'PutObject'), 'the budget to fill and its first object to stall', 30_000);
+  signals.emit('SIGTERM', 'SIGTERM');
+  signals.emit('SIGTERM', 'SIGTERM');
+  t.deepEqual(exits, [143]);
+  t.regex(stderr.join(''), new RegExp(`s3-sink: SIGTERM again: leaving now; not delivered: ${count} of ${count} events read \\(`));
+  // Ending the stalled upload (the store goes away) ends the run.
+  await proxy.close();
+  t.is((await running).code, 1);
 });

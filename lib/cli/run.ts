@@ -3,6 +3,7 @@ import { finished, Transform, type Readable, type TransformCallback } from 'node
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Receipt } from '../context.js';
 import { messageOf, OptionError } from '../errors.js';
+import { LineCounter } from '../lines.js';
 import { s3Sink, type S3Sink } from '../sink.js';
 import { FLAG_OF, UsageError, type RunCommand } from './args.js';
 import { checkBucket } from './check.js';
@@ -140,11 +141,13 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   }
 
   const gate = new LineGate(sink.context.options.maxLineBytes + 2);
+  // Counted as stdin gives them: events still in stream buffers, not yet parsed, were read too.
+  const read = new LineCounter();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
     if (signals > 1) {
-      progress.note(`${signal} again: leaving now; ${progress.undelivered()}`);
+      progress.note(`${signal} again: leaving now; ${progress.undelivered(read.lines)}`);
       io.exitNow(128 + constants.signals[signal]);
       return;
     }
@@ -159,6 +162,8 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   input.once('error', () => gate.stop());
   progress.start();
   input.pipe(gate).pipe(sink);
+  input.on('data', (chunk: Buffer) => read.push(chunk));
+  input.once('end', () => read.end());
   try {
     await new Promise<void>((resolve, reject) => finished(sink, { readable: false }, (err) => (err ? reject(err) : resolve())));
     if (gate.dropped > 0) progress.note(`input stopped inside a line: its first ${gate.dropped} bytes were read and not delivered`);
@@ -170,7 +175,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   } catch (err) {
     progress.finish();
     progress.note(`delivery failed: ${messageOf(err)}`);
-    progress.note(progress.undelivered());
+    progress.note(progress.undelivered(read.lines));
     return { code: 1, receipts };
   } finally {
     for (const signal of STOP_SIGNALS) io.signals.off(signal, onSignal);
