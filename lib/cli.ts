@@ -5,8 +5,9 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const { main } = await import('./cli/main.js');
+const { openStdin } = await import('./cli/stdin.js');
 const code = await main(process.argv.slice(2), {
-  stdin: process.stdin,
+  stdin: openStdin(),
   stdout: process.stdout,
   stderr: process.stderr,
   signals: process,

@@ -1,11 +1,11 @@
 import test from 'ava';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseKey } from '../lib/key.js';
-import { runCli, startCli } from './helpers/cli.js';
+import { runCli, runCliOn, startCli } from './helpers/cli.js';
 import { noisyLine, prng } from './helpers/data.js';
 import { startProxy } from './helpers/proxy.js';
 import { useLocalS3 } from './helpers/s3.js';
@@ -261,4 +261,22 @@ test('the README\'s log shipper examples: Vector\'s and Fluent Bit\'s JSON lines
   t.is(fluent.code, 0, fluent.stderr);
   t.deepEqual((await objectsUnder('k8s/prod/')).flatMap((o) => o.lines), [fluentOut[0]]);
   t.deepEqual((await objectsUnder('k8s/staging/')).flatMap((o) => o.lines), [fluentOut[1]]);
+});
+
+test('a stdin that fails to read (a directory) exits 1 naming the read error; a file on stdin is read to its end', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-cli-stdin-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const directory = await open(dir, 'r');
+  t.teardown(() => directory.close());
+  const failed = await runCliOn(directory.fd, ['--bucket', 'bucket', '--prefix', 'stdin-dir/', '--endpoint', env.s3.endpoint]);
+  t.is(failed.code, 1, failed.stderr);
+  t.regex(failed.stderr, /\ns3-sink: cannot read stdin: EISDIR: illegal operation on a directory, read\n$/);
+  t.deepEqual(await env.s3.keys('bucket', 'stdin-dir/'), []);
+
+  await writeFile(join(dir, 'events'), 'one\ntwo\nlast, without a line end');
+  const file = await open(join(dir, 'events'), 'r');
+  t.teardown(() => file.close());
+  const read = await runCliOn(file.fd, ['--bucket', 'bucket', '--prefix', 'stdin-file/', '--endpoint', env.s3.endpoint]);
+  t.is(read.code, 0, read.stderr);
+  t.deepEqual((await objectsUnder('stdin-file/')).flatMap((o) => o.lines), ['one', 'two', 'last, without a line end']);
 });

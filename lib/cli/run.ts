@@ -159,7 +159,12 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     progress.note(`${signal}: stopped reading stdin; flushing ${sink.stats().openBatches} open batches (send ${signal} again to leave at once)`);
   };
   for (const signal of STOP_SIGNALS) io.signals.on(signal, onSignal);
-  input.once('error', () => gate.stop());
+  // A stdin that fails to read ends the input: what was read is delivered, and the run says why it stopped.
+  let inputError: unknown = null;
+  input.once('error', (err) => {
+    inputError = err;
+    gate.stop();
+  });
   progress.start();
   input.pipe(gate).pipe(sink);
   input.on('data', (chunk: Buffer) => read.push(chunk));
@@ -171,11 +176,13 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     // Kept on disk, but not in S3: the caller should know.
     const { deadLettered } = sink.stats();
     if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.deadLetters?.root}`);
-    return { code: deadLettered > 0 ? 1 : 0, receipts };
+    if (inputError !== null) progress.note(`cannot read stdin: ${messageOf(inputError)}`);
+    return { code: deadLettered > 0 || inputError !== null ? 1 : 0, receipts };
   } catch (err) {
     progress.finish();
     progress.note(`delivery failed: ${messageOf(err)}`);
     progress.note(progress.undelivered(read.lines));
+    if (inputError !== null) progress.note(`cannot read stdin: ${messageOf(inputError)}`);
     return { code: 1, receipts };
   } finally {
     for (const signal of STOP_SIGNALS) io.signals.off(signal, onSignal);
