@@ -1,5 +1,5 @@
 import test from 'ava';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -85,6 +85,19 @@ test('demo runs on an embedded S3, prints keys in the object format, exits 0, an
   }
   t.false(stderr.includes(WARNING), stderr);
   t.regex(stderr, /s3-sink: done: 30000 events in 3 objects/);
+});
+
+test('demo with a reader that goes away (demo | true): no stack trace, its temporary folder removed, exit 0', async (t) => {
+  const temp = await mkdtemp(join(tmpdir(), 's3-sink-cli-epipe-'));
+  t.teardown(() => rm(temp, { recursive: true, force: true }));
+  const run = startCli(['demo'], { TMPDIR: temp });
+  run.child.stdout.destroy(); // the reader is gone before the demo prints its keys
+  const { code } = await run.exit;
+  const stderr = run.stderr();
+  t.is(code, 0, stderr);
+  t.regex(stderr, /s3-sink: done: 30000 events in 3 objects/);
+  t.false(/EPIPE|Error|\n\s+at /.test(stderr), stderr);
+  t.deepEqual(await readdir(temp), [], 'the embedded S3\'s folder is gone');
 });
 
 test('100 000 JSON lines through a templated prefix land in the right prefixes, in order; lines without the field go to the dead-letter prefix', async (t) => {
