@@ -4,7 +4,7 @@ import { PassThrough, type Writable } from 'node:stream';
 import { parseCommand, type RunCommand } from '../lib/cli/args.js';
 import { runSink } from '../lib/cli/run.js';
 import { startCli } from './helpers/cli.js';
-import { startProxy } from './helpers/proxy.js';
+import { startProxy, type Fault, type Operation } from './helpers/proxy.js';
 import { useLocalS3 } from './helpers/s3.js';
 import { eventually } from './helpers/wait.js';
 
@@ -21,6 +21,9 @@ const TAIL = 'u'.repeat(256 * 1024);
 function write(stream: Writable, text: string): Promise<void> {
   return new Promise((resolve, reject) => stream.write(text, (err) => (err ? reject(err) : resolve())));
 }
+
+/** A store that takes an object and never answers: a flush cannot end. */
+const stallUploads = (operation: Operation): Fault => (operation === 'PutObject' ? { kind: 'stall' } : { kind: 'pass' });
 
 /** The lines of every object under `prefix`, in key order. */
 async function linesUnder(prefix: string): Promise<string[]> {
@@ -45,8 +48,7 @@ for (const signal of ['SIGHUP', 'SIGQUIT'] as const) {
 }
 
 test('a second signal leaves at once with 128 + its number (SIGQUIT: 131), saying what was not delivered', async (t) => {
-  // S3 takes the object and never answers: the flush cannot end.
-  const proxy = await startProxy(env.s3.port, { fault: (operation) => (operation === 'PutObject' ? { kind: 'stall' } : { kind: 'pass' }) });
+  const proxy = await startProxy(env.s3.port, { fault: stallUploads });
   t.teardown(() => proxy.close());
   const run = startCli(['--bucket', 'bucket', '--prefix', 'twice/', '--endpoint', proxy.endpoint, '--window', '1h']);
   await write(run.child.stdin, `${LINES.join('\n')}\n${TAIL}`);
@@ -61,7 +63,7 @@ test('a second signal leaves at once with 128 + its number (SIGQUIT: 131), sayin
 test('a second signal counts as read the events still waiting in stream buffers, before the sink parsed them', async (t) => {
   // S3 takes the first object and never answers: the 1 MiB budget stays full, parsing stops, and
   // what was read waits in the stream buffers (this input stands for stdin: what it holds was read).
-  const proxy = await startProxy(env.s3.port, { fault: (operation) => (operation === 'PutObject' ? { kind: 'stall' } : { kind: 'pass' }) });
+  const proxy = await startProxy(env.s3.port, { fault: stallUploads });
   t.teardown(() => proxy.close());
   const cmd = parseCommand(['--bucket', 'bucket', '--prefix', 'buffered/', '--endpoint', proxy.endpoint, '--max-buffered', '1MiB', '--retry-attempts', '1', '--quiet']) as RunCommand;
   const input = new PassThrough();

@@ -14,7 +14,8 @@ import { Transport } from '../transport.js';
 
 const POLICY: RetryPolicy = Object.freeze({ attempts: 3, baseMs: 250, capMs: 1_000 });
 const ATTEMPT_MS = 4_000;
-export const CHECK_DEADLINE_MS = 10_000;
+const DEADLINE_MS = 10_000;
+const SKIP = '(--no-check skips this check)';
 
 export type CheckResult = { fatal: boolean; problem: string } | null;
 
@@ -26,22 +27,22 @@ export type CheckResult = { fatal: boolean; problem: string } | null;
 export async function checkBucket(client: S3Client, bucket: string, where: string): Promise<CheckResult> {
   let attempts = 1;
   const transport = new Transport(client, POLICY, ATTEMPT_MS, () => (attempts += 1));
-  const deadline = AbortSignal.timeout(CHECK_DEADLINE_MS);
+  const deadline = AbortSignal.timeout(DEADLINE_MS);
   try {
     await transport.send(new GetBucketLocationCommand({ Bucket: bucket }), deadline);
     return null;
   } catch (err) {
     const tries = `${attempts} attempt${attempts === 1 ? '' : 's'}`;
     if (deadline.aborted) {
-      return { fatal: true, problem: `cannot reach ${where} to check bucket ${bucket}: no answer within ${CHECK_DEADLINE_MS / 1000} s (${tries} of GetBucketLocation) (--no-check skips this check)` };
+      return { fatal: true, problem: `cannot reach ${where} to check bucket ${bucket}: no answer within ${DEADLINE_MS / 1000} s (${tries} of GetBucketLocation) ${SKIP}` };
     }
     const code = s3ErrorCode(err);
     // A policy without s3:GetBucketLocation should not stop delivery: say so and go on.
     if (code === 'AccessDenied') return { fatal: false, problem: `cannot check bucket ${bucket} (AccessDenied on GetBucketLocation); going on` };
+    // No HTTP answer at all, and a failure that could pass (refused, reset, timed out): the endpoint is the problem.
     const answered = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined;
-    if (!answered && classify(err).retry) {
-      return { fatal: true, problem: `cannot reach ${where} to check bucket ${bucket}: ${classify(err).code}: ${messageOf(err)} (${tries}) (--no-check skips this check)` };
-    }
-    return { fatal: true, problem: `cannot write to bucket ${bucket}: ${code}: ${messageOf(err)} (--no-check skips this check)` };
+    const verdict = classify(err);
+    if (!answered && verdict.retry) return { fatal: true, problem: `cannot reach ${where} to check bucket ${bucket}: ${verdict.code}: ${messageOf(err)} (${tries}) ${SKIP}` };
+    return { fatal: true, problem: `cannot write to bucket ${bucket}: ${code}: ${messageOf(err)} ${SKIP}` };
   }
 }
