@@ -4,9 +4,20 @@
 // own switch, before the SDK loads. Every other warning still prints.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+// A reader that goes away (`s3-sink demo | head -1`) is no failure of ours:
+// what would have gone to it is dropped and the command finishes as usual,
+// quietly (the demo still removes its embedded S3's temporary folder).
+// Unhandled, the EPIPE was a stack trace and an exit that skipped the clean-up.
+for (const out of [process.stdout, process.stderr]) {
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 const { main } = await import('./cli/main.js');
+const { openStdin } = await import('./cli/stdin.js');
 const code = await main(process.argv.slice(2), {
-  stdin: process.stdin,
+  stdin: openStdin(),
   stdout: process.stdout,
   stderr: process.stderr,
   signals: process,

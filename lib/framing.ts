@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { S3SinkError, messageOf } from './errors.js';
 
 /**
@@ -7,7 +8,10 @@ import { S3SinkError, messageOf } from './errors.js';
  * - A Buffer or string that contains `\n` or `\r` would break that framing
  *   (Hadoop's and Athena's line readers end a line at either), so it is written
  *   as a JSON string literal instead: one line, and `JSON.parse(line)` gives the
- *   original text back.
+ *   original text back (for a Buffer, its exact bytes once encoded as UTF-8).
+ * - A Buffer with a line break that is not valid UTF-8 has no such form: as a
+ *   JSON string its invalid bytes would become U+FFFD. It is refused
+ *   (`PayloadError`) rather than written changed.
  * - Anything else is written as `JSON.stringify(payload)`, which never contains
  *   a raw line break.
  */
@@ -35,7 +39,14 @@ export function encodeLine(payload: unknown): Line {
   }
   if (payload instanceof Uint8Array) {
     const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-    return hasLineBreak(bytes) ? JSON.stringify(bytes.toString('utf8')) : bytes;
+    if (!hasLineBreak(bytes)) return bytes;
+    if (!isUtf8(bytes)) {
+      const at = bytes.findIndex((byte) => byte === LF || byte === CR);
+      throw new PayloadError(
+        `payload holds a line break (${bytes[at] === CR ? '\\r' : '\\n'} at byte ${at}) and is not valid UTF-8: no one-line form keeps its bytes (as a JSON string, its invalid bytes would become U+FFFD)`,
+      );
+    }
+    return JSON.stringify(bytes.toString('utf8'));
   }
   let json: string | undefined;
   try {

@@ -11,23 +11,45 @@ const KEY_TIME_FORMAT = "yyyy'/'MM'/'dd'/'HH'/'yyyy'-'MM'-'dd'-'HH'-'mm'-'ss";
 /** S3 keys are at most 1024 bytes; the date part and identifier take 103 of them. */
 export const MAX_PREFIX_BYTES = 1024 - 103 - 1;
 
+/**
+ * What no prefix may hold, from any source (the `prefix` and
+ * `deadLetterPrefix` options, a record's `prefix`, a filled template):
+ * a control character (it breaks keys in logs, listings and shells), a lone
+ * UTF-16 surrogate (it has no UTF-8 form: the SDK's `encodeURIComponent`
+ * throws `URIError: URI malformed` and the upload fails), or a `.` or `..`
+ * segment (tools that map keys to paths, `aws s3 sync` among them, would
+ * resolve it: `../../etc/` climbs out of the bucket's folder).
+ */
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/** Whether `text` holds a control character (never allowed in a prefix). */
-export function hasControlCharacter(text: string): boolean {
-  return CONTROL.test(text);
-}
+const FORBIDDEN = /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]|(?:^|\/)\.{1,2}(?=\/|$)/;
 
 /**
- * A prefix as given, normalised, or what keeps it from being one: a control
- * character, or more than MAX_PREFIX_BYTES once normalised. Options and
- * per-record prefixes are checked alike; callers word the problem.
+ * Why `raw` cannot be a prefix, in words that name what is wrong
+ * (`contains a control character (U+000A)`, `has a ".." segment`), or
+ * `null` when it can. The one rule for prefixes: every source of one is
+ * checked with it. Cheap enough to run per event (one regular expression).
  */
-export function checkPrefix(raw: string): { prefix: string } | { problem: 'control' | 'length' } {
-  if (CONTROL.test(raw)) return { problem: 'control' };
-  const prefix = normalizePrefix(raw);
-  return Buffer.byteLength(prefix) > MAX_PREFIX_BYTES ? { problem: 'length' } : { prefix };
+export function prefixProblem(raw: string): string | null {
+  const found = FORBIDDEN.exec(raw);
+  if (found !== null) {
+    const text = found[0];
+    if (text.endsWith('.')) return `has a ${JSON.stringify(text.replace('/', ''))} segment`;
+    const unit = text.charCodeAt(0);
+    const code = `U+${unit.toString(16).toUpperCase().padStart(4, '0')}`;
+    return unit >= 0xd800 && unit <= 0xdfff ? `contains a lone surrogate (${code})` : `contains a control character (${code})`;
+  }
+  // Normalising only removes slashes: the raw length bounds the normalised one.
+  if (raw.length * 3 > MAX_PREFIX_BYTES && Buffer.byteLength(normalizePrefix(raw)) > MAX_PREFIX_BYTES) return `is longer than ${MAX_PREFIX_BYTES} bytes`;
+  return null;
+}
+
+/** What `prefixProblem` refuses, as the clause an option's "expected" reads. */
+export const PREFIX_RULE = `a prefix without control characters, lone surrogates or "." or ".." segments, of at most ${MAX_PREFIX_BYTES} bytes`;
+
+/** A prefix as given, normalised, or why it cannot be one (see `prefixProblem`). */
+export function checkPrefix(raw: string): { prefix: string } | { problem: string } {
+  const problem = prefixProblem(raw);
+  return problem === null ? { prefix: normalizePrefix(raw) } : { problem };
 }
 
 /** 64 lowercase hex characters from 32 random bytes: no two objects, processes or restarts collide. */

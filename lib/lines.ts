@@ -110,3 +110,41 @@ export class LineSplitter {
     out.lines.push(bytes);
   }
 }
+
+/**
+ * Counts the events in a byte stream without keeping any of it: the lines
+ * `LineSplitter` would return or report as oversized (a line ends at `\n`,
+ * a `\r` before it is not part of it, empty lines are not events). For
+ * saying how many events were read when some of them have not reached the
+ * splitter yet (they wait in stream buffers).
+ */
+export class LineCounter {
+  /** Events in complete lines so far (and the last line, after `end()`). */
+  lines = 0;
+  /** Bytes of the line under way, and its last byte. */
+  #partial = 0;
+  #last = -1;
+
+  push(chunk: Uint8Array): void {
+    let start = 0;
+    for (let nl = chunk.indexOf(LF); nl !== -1; nl = chunk.indexOf(LF, start)) {
+      this.#count(this.#partial + nl - start, nl > start ? (chunk[nl - 1] as number) : this.#last);
+      this.#partial = 0;
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      this.#partial += chunk.length - start;
+      this.#last = chunk[chunk.length - 1] as number;
+    }
+  }
+
+  /** The input ended: a last line without `\n` is an event too. */
+  end(): void {
+    this.#count(this.#partial, this.#last);
+    this.#partial = 0;
+  }
+
+  #count(bytes: number, last: number): void {
+    if (bytes > 1 || (bytes === 1 && last !== CR)) this.lines += 1;
+  }
+}

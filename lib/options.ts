@@ -2,8 +2,8 @@ import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-
 import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
-import { checkPrefix, MAX_PREFIX_BYTES, normalizePrefix } from './key.js';
-import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+import { checkPrefix, normalizePrefix, PREFIX_RULE } from './key.js';
+import { DEFAULT_RETRY, longestRequestMs, type RetryPolicy } from './retry.js';
 import type { FsyncPolicy, ResolvedSpool, SpoolOptions } from './spool.js';
 import { compileTemplate, type PrefixTemplate } from './template.js';
 
@@ -35,7 +35,9 @@ export interface SinkOptions {
   prefix?: string;
   /**
    * Where events whose templated prefix cannot be filled go, in the same bucket
-   * (not JSON, field missing, empty, or with `..` or control characters).
+   * (not JSON, field missing, empty, or a filled prefix that breaks the prefix
+   * rule of `prefixProblem` in key.ts: a `.` or `..` segment, a control
+   * character, a lone surrogate).
    * Default: `'_unrouted/'` (Athena skips `_` folders). Memory: none.
    */
   deadLetterPrefix?: string;
@@ -146,7 +148,22 @@ export interface SinkOptions {
   /**
    * At start, abort multipart uploads in the default bucket under the sink's
    * prefixes that are older than this many ms and whose keys are in the
-   * sink's format (left behind by a crash). At least 10 minutes.
+   * sink's format (left behind by a crash).
+   *
+   * It must never abort an upload that may still be live (this process's, or
+   * a sibling's with the same settings), so it is at least `orphanAgeFloor`:
+   *
+   *     windowMs + rounds × request + 10 min
+   *     request = attempts × requestTimeoutMs + Σ min(capMs, baseMs × 2^(n-1)) for n = 1 … attempts-1
+   *     rounds  = ceil((ceil(maxBufferedBytes / partSize) + 1) / queueSize) + 1
+   *
+   * A multipart upload starts after its batch opened and the batch closes at
+   * most a window later; what it still holds then is within the budget, at
+   * most `ceil(maxBufferedBytes / partSize) + 1` parts, sent `queueSize` at a
+   * time, each request taking at most `request` with every retry; then one
+   * CompleteMultipartUpload. The 10 minutes cover clocks: S3 stamps an
+   * upload's start, this host computes the cut-off. With the defaults that
+   * is about 96 minutes. Siblings with a longer window or timeouts need more.
    * Default: off. Memory: none.
    */
   sweepOrphans?: number | false;
@@ -218,6 +235,24 @@ const KNOWN = new Set<string>([
   'deadLetter', 'sweepOrphans', 'spool', 'clock',
 ]);
 
+const MAX_SWEEP_AGE_MS = 365 * 24 * 3_600_000;
+/** What the orphan sweep allows for clocks: S3 stamps an upload's start, this host computes the cut-off. */
+const SWEEP_CLOCK_MARGIN_MS = 10 * 60_000;
+
+/** Rounds of requests an upload may still need when its batch closes: its parts within the budget, `queueSize` at a time, then the completion. */
+function sweepRounds(o: { partSize: number; queueSize: number; maxBufferedBytes: number }): number {
+  return Math.ceil((Math.ceil(o.maxBufferedBytes / o.partSize) + 1) / o.queueSize) + 1;
+}
+
+/**
+ * The youngest a multipart upload of a sink with these settings can be and
+ * still be dead for sure: the smallest `sweepOrphans` allowed (the formula is
+ * in the option's doc comment).
+ */
+export function orphanAgeFloor(o: { windowMs: number; partSize: number; queueSize: number; maxBufferedBytes: number; retry: RetryPolicy; requestTimeoutMs: number }): number {
+  return o.windowMs + sweepRounds(o) * longestRequestMs(o.retry, o.requestTimeoutMs) + SWEEP_CLOCK_MARGIN_MS;
+}
+
 /** Most bytes gzip can make of `n` input bytes (zlib's deflateBound for a gzip wrapper, rounded up). */
 export function gzipBound(n: number): number {
   return n + Math.ceil(n / 4096) + Math.ceil(n / 16384) + 64;
@@ -287,8 +322,20 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   if (o.spool !== undefined && o.deadLetter !== undefined) throw new OptionError('deadLetter', o.deadLetter, 'no deadLetter with a spool (it keeps given-up batches in its dead/ directory)');
   // deadLetter is a spool by another name: segments in DIR/.spool (written, not fsynced), dead letters in DIR.
   const spool = o.deadLetter === undefined ? resolveSpool(o.spool) : Object.freeze({ dir: join(o.deadLetter, '.spool'), deadDir: o.deadLetter, fsync: 'never' as const, fsyncIntervalMs: 200, maxBytes: 8 * GiB });
-  const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : int('sweepOrphans', o.sweepOrphans, 0, 10 * 60_000, 365 * 24 * 3_600_000);
-  if (sweepOrphans !== false && o.bucket === undefined) throw new OptionError('sweepOrphans', o.sweepOrphans, 'a default bucket to sweep (the bucket option)');
+  const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : int('sweepOrphans', o.sweepOrphans, 0, 1, MAX_SWEEP_AGE_MS);
+  if (sweepOrphans !== false) {
+    if (o.bucket === undefined) throw new OptionError('sweepOrphans', o.sweepOrphans, 'a default bucket to sweep (the bucket option)');
+    const floor = orphanAgeFloor({ windowMs, partSize, queueSize, maxBufferedBytes, retry, requestTimeoutMs });
+    if (sweepOrphans < floor) {
+      const request = longestRequestMs(retry, requestTimeoutMs);
+      throw new OptionError(
+        'sweepOrphans',
+        sweepOrphans,
+        `at least ${floor} (${Math.ceil(floor / 60_000)}m): an upload of a sink with these settings can be live that long ` +
+          `(windowMs ${windowMs} + ${sweepRounds({ partSize, queueSize, maxBufferedBytes })} rounds of requests of up to ${request} ms each, retries included, + 10 min for clocks)`,
+      );
+    }
+  }
 
   if (maxLineBytes + 1 > maxObjectBytes) {
     throw new OptionError('maxLineBytes', maxLineBytes, `less than maxObjectBytes (${maxObjectBytes}): a line must fit in an object`);
@@ -381,7 +428,7 @@ function prefixOption(name: string, value: unknown): string {
   if (typeof value !== 'string') throw new OptionError(name, value, 'a string');
   const checked = checkPrefix(value);
   if ('prefix' in checked) return checked.prefix;
-  throw new OptionError(name, value, checked.problem === 'control' ? 'a prefix without control characters' : `a prefix of at most ${MAX_PREFIX_BYTES} bytes`);
+  throw new OptionError(name, value, `${PREFIX_RULE} (this one ${checked.problem})`);
 }
 
 /** Why `name` is not a valid S3 bucket name, or `null` when it is. */

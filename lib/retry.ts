@@ -24,6 +24,16 @@ export function backoffDelay(policy: RetryPolicy, retry: number, random: () => n
   return Math.floor(random() * ceiling);
 }
 
+/**
+ * The longest one request can take, every retry included: each of `attempts`
+ * tries cut off at `timeoutMs`, and the longest wait before each retry.
+ */
+export function longestRequestMs(policy: RetryPolicy, timeoutMs: number): number {
+  let total = policy.attempts * timeoutMs;
+  for (let retry = 1; retry < policy.attempts; retry++) total += backoffDelay(policy, retry, () => 1);
+  return total;
+}
+
 export type Verdict = { retry: true; code: string } | { retry: false; code: string };
 
 const RETRYABLE_CODES = new Set([

@@ -1,15 +1,16 @@
 import { JsonFields, NOT_AN_OBJECT, NOT_JSON } from './jsonFields.js';
-import { hasControlCharacter } from './key.js';
+import { prefixProblem } from './key.js';
 
 /**
  * Prefix templates: `app/{service}/` or `k8s/{kubernetes.namespace}/` take
  * their values from each event's JSON fields, so one stream fans out to several
  * destinations.
  *
- * A value is usable when it is a non-empty string, a number or a boolean,
- * without `..` and without control characters. When it is not (or the event
- * is not a JSON object, or the field is missing) `fill` says why, and the
- * event goes to the dead-letter prefix instead: it is never dropped.
+ * A value is usable when it is a non-empty string, a number or a boolean, and
+ * the prefix it fills passes the rule every prefix passes (`prefixProblem`:
+ * no control characters, no `.` or `..` segments). When it is not (or the
+ * event is not a JSON object, or the field is missing) `fill` says why, and
+ * the event goes to the dead-letter prefix instead: it is never dropped.
  */
 
 export interface PrefixTemplate {
@@ -52,6 +53,9 @@ export function compileTemplate(source: string): PrefixTemplate | null {
   if (literals.join('').includes('{') || literals.join('').includes('}') || tail.includes('{') || tail.includes('}')) {
     throw new Error('unbalanced { or } outside a {field} placeholder');
   }
+  // The template's own text must pass the prefix rule whatever the values are.
+  const ownProblem = prefixProblem(`${literals.join('x')}x${tail}`);
+  if (ownProblem !== null) throw new Error(`its text outside the placeholders ${ownProblem}`);
   const reader = JsonFields.supports(fields) ? new JsonFields(fields) : null;
   const fillValues = (values: readonly unknown[]): Filled => {
     let prefix = '';
@@ -60,7 +64,9 @@ export function compileTemplate(source: string): PrefixTemplate | null {
       if (typeof text !== 'string') return { miss: `field ${(fields[i] as string[]).join('.')} ${text.miss}` };
       prefix += (literals[i] as string) + text;
     }
-    return { prefix: prefix + tail };
+    prefix += tail;
+    const problem = prefixProblem(prefix);
+    return problem === null ? { prefix } : { miss: `filled prefix ${JSON.stringify(prefix.length > 60 ? `${prefix.slice(0, 60)}…` : prefix)} ${problem}` };
   };
   const fill = (event: unknown): Filled => {
     if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_OBJECT_MISS;
@@ -116,8 +122,5 @@ function valueText(value: unknown): string | { miss: string } {
   if (value === undefined) return { miss: 'is missing' };
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (typeof value !== 'string') return { miss: `is ${value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object'}, not a string` };
-  if (value === '') return { miss: 'is empty' };
-  if (value.includes('..')) return { miss: 'contains ".."' };
-  if (hasControlCharacter(value)) return { miss: 'contains a control character' };
-  return value;
+  return value === '' ? { miss: 'is empty' } : value;
 }

@@ -70,3 +70,54 @@ test('records with no bucket anywhere are rejected, not thrown', async (t) => {
   t.deepEqual(rejected.map((r) => r.reason), ['record has no bucket and the sink has no default bucket option']);
   t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['has a bucket']);
 });
+
+test('a record prefix with a "." or ".." segment or a control character is rejected, naming what is wrong; the records around it arrive', async (t) => {
+  const { byPrefix, rejected, sink } = await run(
+    Readable.from([
+      { prefix: 'safe/', payload: 'before' },
+      { prefix: '../../etc/', payload: 'climbs out' },
+      { prefix: './x/', payload: 'dot' },
+      { prefix: 'a/\u0007/', payload: 'bell' },
+      { prefix: 'safe/', payload: 'after' },
+      { prefix: 'v1..2/', payload: 'dots inside a name are fine' },
+    ]),
+    {},
+  );
+  t.deepEqual(byPrefix.get('safe'), ['before', 'after']);
+  t.deepEqual(byPrefix.get('v1..2'), ['dots inside a name are fine']);
+  t.deepEqual(
+    rejected.map((r) => [r.code, r.reason, r.head]),
+    [
+      ['ERR_S3SINK_RECORD', 'record prefix "../../etc/" has a ".." segment', 'climbs out'],
+      ['ERR_S3SINK_RECORD', 'record prefix "./x/" has a "." segment', 'dot'],
+      ['ERR_S3SINK_RECORD', 'record prefix "a/\\u0007/" contains a control character (U+0007)', 'bell'],
+    ],
+  );
+  t.is(sink.stats().rejected, 3);
+  t.is(byPrefix.size, 2);
+});
+
+test('a lone surrogate in a templated field sends the line to the dead-letter prefix; in a record prefix, the record is rejected; the events around them arrive', async (t) => {
+  // What failed the whole run with "URIError: URI malformed" (0 of 2001 delivered).
+  const lone = ['{"service":"\\ud800"}', '{"service":"api\\udc00x","n":1}'];
+  const good = Array.from({ length: 2000 }, (_, n) => JSON.stringify({ service: 'api', n }));
+  const input = Buffer.from(`${[lone[0], ...good.slice(0, 1000), lone[1], ...good.slice(1000)].join('\n')}\n`);
+  const lines = await run(Readable.from([input]), { input: 'lines', prefix: 'app/{service}/' });
+  t.deepEqual(lines.byPrefix.get('app/api'), good);
+  t.deepEqual(lines.byPrefix.get('_unrouted'), lone, 'unchanged, byte for byte');
+  t.is(lines.sink.stats().unrouted, 2);
+  t.is(lines.sink.stats().eventsOut, 2002);
+
+  const records = await run(
+    Readable.from([
+      { payload: { service: 'web', n: 1 } },
+      { payload: { service: '\ud800', n: 2 } },
+      { prefix: 'own/\udbff/', payload: 'own prefix' },
+      { payload: { service: 'web', n: 3 } },
+    ]),
+    { prefix: 'rec/{service}/' },
+  );
+  t.deepEqual(records.byPrefix.get('rec/web'), ['{"service":"web","n":1}', '{"service":"web","n":3}']);
+  t.deepEqual(records.byPrefix.get('_unrouted'), ['{"service":"\\ud800","n":2}']);
+  t.deepEqual(records.rejected.map((r) => [r.code, r.reason]), [['ERR_S3SINK_RECORD', 'record prefix "own/\\udbff/" contains a lone surrogate (U+DBFF)']]);
+});

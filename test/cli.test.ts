@@ -1,10 +1,11 @@
 import test from 'ava';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseKey } from '../lib/key.js';
-import { runCli, startCli } from './helpers/cli.js';
+import { runCli, runCliOn, startCli } from './helpers/cli.js';
 import { noisyLine, prng } from './helpers/data.js';
 import { startProxy } from './helpers/proxy.js';
 import { useLocalS3 } from './helpers/s3.js';
@@ -37,6 +38,9 @@ test('unknown flags, a missing bucket and a bad duration exit 2 with a message n
   const part = await runCli(['--bucket', 'bucket', '--part-size', '1MiB']);
   t.is(part.code, 2);
   t.is(part.stderr, 's3-sink: --part-size: got 1048576, expected an integer from 5242880 to 5368709120\n');
+  const sweep = await runCli(['--bucket', 'bucket', '--window', '1h', '--sweep-orphans', '10m']);
+  t.is(sweep.code, 2);
+  t.regex(sweep.stderr, /^s3-sink: --sweep-orphans: got 600000, expected at least 9261600 \(155m\): an upload of a sink with these settings can be live that long \(.+\)\n$/);
   t.is(unknown.stdout + missing.stdout + duration.stdout, '', 'stdout stays clean');
 });
 
@@ -81,6 +85,19 @@ test('demo runs on an embedded S3, prints keys in the object format, exits 0, an
   }
   t.false(stderr.includes(WARNING), stderr);
   t.regex(stderr, /s3-sink: done: 30000 events in 3 objects/);
+});
+
+test('demo with a reader that goes away (demo | true): no stack trace, its temporary folder removed, exit 0', async (t) => {
+  const temp = await mkdtemp(join(tmpdir(), 's3-sink-cli-epipe-'));
+  t.teardown(() => rm(temp, { recursive: true, force: true }));
+  const run = startCli(['demo'], { TMPDIR: temp });
+  run.child.stdout.destroy(); // the reader is gone before the demo prints its keys
+  const { code } = await run.exit;
+  const stderr = run.stderr();
+  t.is(code, 0, stderr);
+  t.regex(stderr, /s3-sink: done: 30000 events in 3 objects/);
+  t.false(/EPIPE|Error|\n\s+at /.test(stderr), stderr);
+  t.deepEqual(await readdir(temp), [], 'the embedded S3\'s folder is gone');
 });
 
 test('100 000 JSON lines through a templated prefix land in the right prefixes, in order; lines without the field go to the dead-letter prefix', async (t) => {
@@ -178,7 +195,42 @@ test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-
   t.is(unchecked.code, 1);
   t.regex(unchecked.stderr, /s3-sink: delivery failed: upload of s3:\/\/no-such-bucket\/\S+\.gz failed: NoSuchBucket: /);
   t.regex(unchecked.stderr, /s3-sink: not delivered: 3 of 3 events read/);
+  // A line rejected (too long) and one in the failed upload: both were read, neither delivered.
+  const rejected = await runCli(['--bucket', 'no-such-bucket', '--endpoint', env.s3.endpoint, '--no-check', '--quiet', '--max-line', '10'], `${'x'.repeat(50)}\nb\n`);
+  t.is(rejected.code, 1);
+  t.regex(rejected.stderr, /s3-sink: not delivered: 2 of 2 events read \(1 rejected, 1 in batches given up on with nowhere to keep them, 0 batches open, 0 B buffered, 0 uploads cut off\)\n/);
   t.false(unchecked.stderr.includes('S3RVER'), 'credentials are never printed');
+});
+
+test('the start-up check answers within seconds, naming the endpoint, against a store that accepts connections and never answers', async (t) => {
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const started = performance.now();
+  const { code, stderr } = await runCli(['--bucket', 'bucket', '--endpoint', endpoint], 'a\n');
+  const seconds = (performance.now() - started) / 1000;
+  t.is(code, 1);
+  t.is(stderr, `s3-sink: cannot reach ${endpoint} to check bucket bucket: no answer within 10 s (3 attempts of GetBucketLocation) (--no-check skips this check)\n`);
+  t.true(seconds < 14, `answered in ${seconds.toFixed(1)} s`);
+  t.true(sockets.length >= 2, 'it tried again, on a new connection');
+});
+
+test('the start-up check against a port with nothing listening answers at once, naming the endpoint and the refusal', async (t) => {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  const started = performance.now();
+  const { code, stderr } = await runCli(['--bucket', 'bucket', '--endpoint', endpoint], 'a\n');
+  const seconds = (performance.now() - started) / 1000;
+  t.is(code, 1);
+  t.regex(stderr, new RegExp(`^s3-sink: cannot reach ${endpoint.replace(/\./g, '\\.')} to check bucket bucket: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+ \\(3 attempts\\) \\(--no-check skips this check\\)\n$`));
+  t.true(seconds < 5, `answered in ${seconds.toFixed(1)} s`);
 });
 
 test('--dead-letter-dir: a batch S3 refuses is written there with its sidecar, the rest is delivered, and the run exits 1 saying so', async (t) => {
@@ -222,4 +274,22 @@ test('the README\'s log shipper examples: Vector\'s and Fluent Bit\'s JSON lines
   t.is(fluent.code, 0, fluent.stderr);
   t.deepEqual((await objectsUnder('k8s/prod/')).flatMap((o) => o.lines), [fluentOut[0]]);
   t.deepEqual((await objectsUnder('k8s/staging/')).flatMap((o) => o.lines), [fluentOut[1]]);
+});
+
+test('a stdin that fails to read (a directory) exits 1 naming the read error; a file on stdin is read to its end', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-cli-stdin-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const directory = await open(dir, 'r');
+  t.teardown(() => directory.close());
+  const failed = await runCliOn(directory.fd, ['--bucket', 'bucket', '--prefix', 'stdin-dir/', '--endpoint', env.s3.endpoint]);
+  t.is(failed.code, 1, failed.stderr);
+  t.regex(failed.stderr, /\ns3-sink: cannot read stdin: EISDIR: illegal operation on a directory, read\n$/);
+  t.deepEqual(await env.s3.keys('bucket', 'stdin-dir/'), []);
+
+  await writeFile(join(dir, 'events'), 'one\ntwo\nlast, without a line end');
+  const file = await open(join(dir, 'events'), 'r');
+  t.teardown(() => file.close());
+  const read = await runCliOn(file.fd, ['--bucket', 'bucket', '--prefix', 'stdin-file/', '--endpoint', env.s3.endpoint]);
+  t.is(read.code, 0, read.stderr);
+  t.deepEqual((await objectsUnder('stdin-file/')).flatMap((o) => o.lines), ['one', 'two', 'last, without a line end']);
 });

@@ -23,6 +23,26 @@ test('a string or Buffer with a line break becomes a JSON string literal, and JS
   }
 });
 
+test('a Buffer with a line break keeps its exact bytes through its JSON string form when it is UTF-8, and is refused when it is not', (t) => {
+  for (const bytes of [Buffer.from('a\rb'), Buffer.from('grüße\r🙂 日本'), Buffer.from([0x41, 0x0d, 0x00, 0x42])]) {
+    const line = encodeLine(bytes) as string;
+    t.false(/[\r\n]/.test(line));
+    t.deepEqual(Buffer.from(JSON.parse(line) as string, 'utf8'), bytes, 'the same bytes back');
+  }
+  for (const [bytes, where] of [
+    [Buffer.from([0x78, 0x0d, 0xff, 0x79]), '\\r at byte 1'],
+    [Buffer.from([0xc3, 0x28, 0x0a, 0x0d]), '\\n at byte 2'],
+    [Buffer.from([0x0d, 0xed, 0xa0, 0x80]), '\\r at byte 0'], // an encoded surrogate is not UTF-8 either
+  ] as const) {
+    const err = t.throws(() => encodeLine(bytes), { instanceOf: PayloadError });
+    t.is(err?.code, 'ERR_S3SINK_PAYLOAD');
+    t.is(err?.message, `payload holds a line break (${where}) and is not valid UTF-8: no one-line form keeps its bytes (as a JSON string, its invalid bytes would become U+FFFD)`);
+  }
+  // Without a line break, bytes pass as they are, valid UTF-8 or not.
+  const odd = Buffer.from([0xff, 0xfe, 0x00]);
+  t.is(encodeLine(odd), odd);
+});
+
 test('payloads with no JSON form are refused with a PayloadError naming why', (t) => {
   const circular: Record<string, unknown> = {};
   circular.self = circular;

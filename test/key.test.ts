@@ -1,5 +1,5 @@
 import test from 'ava';
-import { formatKey, newIdentifier, normalizePrefix, parseKey } from '../lib/key.js';
+import { checkPrefix, formatKey, MAX_PREFIX_BYTES, newIdentifier, normalizePrefix, parseKey, prefixProblem } from '../lib/key.js';
 
 const AT = Date.UTC(2019, 4, 25, 16, 14, 58, 123);
 const ID = '8f25b54462bf6eeac3ee8bde512b6c59654c454356e808167a01c43ebe4ee919';
@@ -42,4 +42,31 @@ test('parseKey reads back what formatKey wrote, and refuses keys whose folders a
   t.deepEqual(parseKey(formatKey('', AT, ID))?.prefix, '');
   t.is(parseKey(`a/2019/05/25/17/2019-05-25-16-14-58-${ID}.gz`), null);
   t.is(parseKey(`a/2019/05/25/16/2019-05-25-16-14-58-${ID.toUpperCase()}.gz`), null);
+});
+
+test('one rule for every prefix: no control characters, lone surrogates, "." or ".." segments, not too long; the problem is named', (t) => {
+  const refused: [string, string][] = [
+    ['../../etc/', 'has a ".." segment'],
+    ['./x/', 'has a "." segment'],
+    ['a/./b', 'has a "." segment'],
+    ['a/..', 'has a ".." segment'],
+    ['..', 'has a ".." segment'],
+    ['/./', 'has a "." segment'],
+    ['a\nb/', 'contains a control character (U+000A)'],
+    ['logs\u007f/', 'contains a control character (U+007F)'],
+    ['app/\ud800/', 'contains a lone surrogate (U+D800)'],
+    ['app/\udfff', 'contains a lone surrogate (U+DFFF)'],
+    ['\udc00\ud800', 'contains a lone surrogate (U+DC00)'],
+    ['x\ud83d', 'contains a lone surrogate (U+D83D)'],
+    ['p'.repeat(MAX_PREFIX_BYTES + 1), `is longer than ${MAX_PREFIX_BYTES} bytes`],
+    ['é'.repeat(MAX_PREFIX_BYTES / 2 + 1), `is longer than ${MAX_PREFIX_BYTES} bytes`],
+  ];
+  for (const [prefix, problem] of refused) {
+    t.is(prefixProblem(prefix), problem, JSON.stringify(prefix.slice(0, 20)));
+    t.deepEqual(checkPrefix(prefix), { problem });
+  }
+  for (const prefix of ['', '/', 'a..b/', '.hidden/', '.../x', 'a/b.', 'v1.2/', '//app//', 'emoji/🙂/', '日本/', `${'p'.repeat(MAX_PREFIX_BYTES)}/`]) {
+    t.is(prefixProblem(prefix), null, JSON.stringify(prefix.slice(0, 20)));
+    t.deepEqual(checkPrefix(prefix), { prefix: normalizePrefix(prefix) });
+  }
 });

@@ -51,3 +51,16 @@ test('a line longer than maxLineBytes is rejected with its reason and first byte
   t.regex(rejected[0]!.reason, /line of 5000 bytes is longer than maxLineBytes \(1000\)/);
   t.is(rejected[0]?.head, 'L'.repeat(64));
 });
+
+test('a line with a lone \\r keeps its exact bytes as a JSON string when it is UTF-8; one that is not UTF-8 is rejected with the reason; the lines around it arrive', async (t) => {
+  const binary = Buffer.from([0x78, 0x0d, 0xff, 0x79]);
+  const input = Buffer.concat([Buffer.from('before\n'), binary, Buffer.from('\nc\rd é\r\nafter\n')]);
+  const { body, rejected } = await deliver(awkwardChunks(input));
+  t.is(body.toString('utf8'), `before\n${JSON.stringify('c\rd é')}\nafter\n`);
+  t.deepEqual(Buffer.from(JSON.parse(body.toString('utf8').split('\n')[1]!) as string), Buffer.from('c\rd é'), 'the same bytes back');
+  t.deepEqual(
+    rejected.map((r) => [r.code, r.reason]),
+    [['ERR_S3SINK_PAYLOAD', 'payload holds a line break (\\r at byte 1) and is not valid UTF-8: no one-line form keeps its bytes (as a JSON string, its invalid bytes would become U+FFFD)']],
+  );
+  t.is(rejected[0]?.head, binary.toString('utf8'));
+});

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { LineSplitter } from '../lib/lines.js';
+import { LineCounter, LineSplitter } from '../lib/lines.js';
+import { prng } from './helpers/data.js';
 
 function splitAll(chunks: (string | Buffer)[], max = 1024) {
   const splitter = new LineSplitter(max);
@@ -56,4 +57,32 @@ test('an oversized last line without a line break is reported at the end', (t) =
   const { lines, oversized } = splitAll(['ok\n', 'z'.repeat(20)], 10);
   t.deepEqual(lines, ['ok']);
   t.is(oversized[0]?.bytes, 20);
+});
+
+test('LineCounter counts what LineSplitter returns or reports as oversized, at every chunking, without keeping bytes', (t) => {
+  const random = prng(12);
+  const pieces = ['a', 'bc', '\n', '\r', '\r\n', '\n\n', 'x'.repeat(40), '\u00e9', ''];
+  for (let round = 0; round < 500; round++) {
+    let text = '';
+    for (let n = Math.floor(random() * 30); n > 0; n--) text += pieces[Math.floor(random() * pieces.length)];
+    const bytes = Buffer.from(text);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; ) {
+      const size = 1 + Math.floor(random() * 8);
+      chunks.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    const { lines, oversized } = splitAll(chunks, 30);
+    const counter = new LineCounter();
+    for (const chunk of chunks) counter.push(chunk);
+    const before = counter.lines;
+    counter.end();
+    t.is(counter.lines, lines.length + oversized.length, JSON.stringify(text));
+    t.true(before === counter.lines || before === counter.lines - 1);
+  }
+  const counter = new LineCounter();
+  for (const chunk of ['\r', '\n', 'a\r', '\n', '\r\r\n', 'b']) counter.push(Buffer.from(chunk));
+  t.is(counter.lines, 2, 'a lone \\r before \\n is an empty line; "a" and "\\r" are lines');
+  counter.end();
+  t.is(counter.lines, 3, 'the last line without \\n counts at the end');
 });

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { OptionError } from '../lib/errors.js';
-import { DEFAULTS, largestObjectFor, resolveOptions, type SinkOptions } from '../lib/options.js';
+import { DEFAULTS, largestObjectFor, orphanAgeFloor, resolveOptions, type SinkOptions } from '../lib/options.js';
 
 function optionError(t: import('ava').ExecutionContext, options: unknown, option: string, message: RegExp) {
   const err = t.throws(() => resolveOptions(options as SinkOptions), { instanceOf: OptionError });
@@ -31,7 +31,13 @@ test('a bad option names itself, the value and what was expected', (t) => {
   optionError(t, { bucket: 'My_Bucket' }, 'bucket', /got "My_Bucket", expected an S3 bucket name \(lowercase letters/);
   optionError(t, { input: 'lines' }, 'bucket', /lines mode has no per-event bucket/);
   optionError(t, { prefix: 'app/{}/' }, 'prefix', /placeholder/);
-  optionError(t, { prefix: 'a\nb' }, 'prefix', /control characters/);
+  optionError(t, { prefix: 'a\nb' }, 'prefix', /expected a prefix without control characters, lone surrogates or "\." or "\.\." segments, of at most 920 bytes \(this one contains a control character \(U\+000A\)\)$/);
+  optionError(t, { prefix: '../../etc/' }, 'prefix', /\(this one has a "\.\." segment\)$/);
+  optionError(t, { deadLetterPrefix: './strays/' }, 'deadLetterPrefix', /\(this one has a "\." segment\)$/);
+  optionError(t, { prefix: 'app/\ud800/' }, 'prefix', /\(this one contains a lone surrogate \(U\+D800\)\)$/);
+  optionError(t, { deadLetterPrefix: '_unrouted\udc00/' }, 'deadLetterPrefix', /\(this one contains a lone surrogate \(U\+DC00\)\)$/);
+  optionError(t, { prefix: 'app/\ud800{service}/' }, 'prefix', /its text outside the placeholders contains a lone surrogate \(U\+D800\)$/);
+  optionError(t, { prefix: 'app/../{service}/' }, 'prefix', /expected a prefix or template: its text outside the placeholders has a "\.\." segment$/);
   optionError(t, { s3: {}, client: { send() {} } }, 'client', /either client or s3/);
   optionError(t, { maxLineBytes: 2 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 }, 'maxLineBytes', /fit in the memory budget/);
   optionError(t, { maxObjectBytes: 10, maxLineBytes: 10 }, 'maxLineBytes', /fit in an object/);
@@ -55,4 +61,22 @@ test('maxObjectBytes must keep an object within S3\'s 10 000 parts', (t) => {
   t.true(largest > 9_990 * partSize && largest < 10_000 * partSize);
   t.notThrows(() => resolveOptions({ partSize, maxObjectBytes: largest }));
   optionError(t, { partSize, maxObjectBytes: largest + 1 }, 'maxObjectBytes', /S3 allows 10000 parts/);
+});
+
+test('sweepOrphans is at least the longest an upload can be live: the window, the requests it may still need with every retry, and 10 minutes for clocks', (t) => {
+  // Worked by hand: one request is 10 tries of 120 s plus the longest waits
+  // between them (200, 400, ... 12 800 ms, then 20 s twice: 65.4 s); the 64 MiB
+  // budget is at most 8 + 1 parts of 8 MiB, 4 at a time: 3 rounds, and the completion.
+  const request = 10 * 120_000 + (200 + 400 + 800 + 1600 + 3200 + 6400 + 12_800 + 20_000 + 20_000);
+  const minutes10 = 600_000;
+  t.is(orphanAgeFloor(resolveOptions({})), 60_000 + 4 * request + minutes10);
+  const hourWindow = 3_600_000 + 4 * request + minutes10;
+  t.is(hourWindow, 9_261_600);
+  // What aborted a sibling's live upload: 10 minutes with a window of an hour.
+  optionError(t, { bucket: 'bkt', windowMs: 3_600_000, sweepOrphans: 600_000 }, 'sweepOrphans', /^option sweepOrphans: got 600000, expected at least 9261600 \(155m\): an upload of a sink with these settings can be live that long \(windowMs 3600000 \+ 4 rounds of requests of up to 1265400 ms each, retries included, \+ 10 min for clocks\)$/);
+  optionError(t, { bucket: 'bkt', windowMs: 3_600_000, sweepOrphans: hourWindow - 1 }, 'sweepOrphans', /expected at least 9261600/);
+  t.is(resolveOptions({ bucket: 'bkt', windowMs: 3_600_000, sweepOrphans: hourWindow }).sweepOrphans, hourWindow);
+  // Shorter timeouts, fewer tries and a smaller budget make it shorter; it follows every one of them.
+  const quick = { windowMs: 60_000, requestTimeoutMs: 10_000, retry: { attempts: 3, baseMs: 100, capMs: 1000 }, maxBufferedBytes: 16 * 1024 * 1024, partSize: 8 * 1024 * 1024, queueSize: 4 };
+  t.is(orphanAgeFloor(resolveOptions(quick)), 60_000 + 2 * (3 * 10_000 + 100 + 200) + minutes10);
 });

@@ -57,3 +57,14 @@ test('rejections: the first ten are shown, the rest counted', (t) => {
   t.is(lines[0], 's3-sink: rejected: line 0 too long: "xxx"\n');
   t.regex(lines[9]!, /further rejections are only counted/);
 });
+
+test('not delivered: everything read and not in a completed object, with where it is', (t) => {
+  const { out, lines } = capture(false);
+  // Two read: one rejected, one in a batch whose upload failed. Both lost, not "1 of 2" or "0 of 1".
+  const progress = new Progress(out, () => stats({ eventsIn: 2, rejected: 1, uploadsInFlight: 1 }), false);
+  progress.note(progress.undelivered(2));
+  t.deepEqual(lines, ['s3-sink: not delivered: 2 of 2 events read (1 rejected, 0 batches open, 0 B buffered, 1 uploads cut off)\n']);
+  const mixed = new Progress(out, () => stats({ eventsIn: 90, eventsOut: 40, rejected: 3, deadLetteredEvents: 20, openBatches: 2, bufferedBytes: 2048 }), false);
+  // 100 read, 10 of them still in stream buffers before the sink parsed them.
+  t.is(mixed.undelivered(100), 'not delivered: 60 of 100 events read (3 rejected, 20 in dead letters on disk, 2 batches open, 2.0 KiB buffered, 0 uploads cut off)');
+});

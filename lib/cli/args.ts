@@ -89,6 +89,7 @@ Failures:
   --retry-cap D            largest backoff ceiling (default: 20s)
   --request-timeout D      an attempt not answered within D is cut off and retried (default: 2m)
   --sweep-orphans AGE      at start, abort this sink's multipart uploads older than AGE (e.g. 24h)
+                           (at least the longest an upload can be live: 96m with the defaults)
 
 Output:
   --quiet                  no progress on stderr (errors, warnings and dead letters still print)
@@ -97,8 +98,9 @@ Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
 chain (environment, ~/.aws/credentials, SSO, instance roles); they are never printed.
 
-SIGTERM, SIGINT or the end of stdin: stop reading, flush every batch, wait for S3,
-exit 0. A second signal exits at once (130/143) saying what was not delivered.
+SIGTERM, SIGINT, SIGHUP, SIGQUIT or the end of stdin: stop reading, flush every
+batch, wait for S3, exit 0. A second signal exits at once (128 + its number: 129,
+130, 131, 143) saying what was not delivered.
 Exit 2: usage error. Exit 1: delivery failed.`;
 
 const FLAGS = {

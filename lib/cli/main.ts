@@ -4,7 +4,7 @@ import { bucketPolicy } from './policy.js';
 import type { Io } from './run.js';
 
 export interface MainIo extends Io {
-  stdin: NodeJS.ReadableStream & import('node:stream').Readable;
+  stdin: import('node:stream').Readable;
   stdout: NodeJS.WritableStream;
 }
 

@@ -96,11 +96,23 @@ export class Progress {
     this.#line(`done: ${s.eventsOut} events in ${s.objects} objects, ${formatBytes(s.bytesIn)} in → ${formatBytes(s.bytesOut)} gzipped, ${seconds.toFixed(1)} s${extra ? `; ${extra}` : ''}`);
   }
 
-  /** What was accepted but is not in S3, for failures and hard exits. */
-  undelivered(): string {
+  /**
+   * What was read but is not in S3, for failures and hard exits. `read`
+   * counts every event read, those still in stream buffers before the sink
+   * parsed them included (the sink's `eventsIn` has not seen those yet).
+   * Everything not in a completed object counts: rejected events and
+   * batches in dead letters on disk are not delivered either, and are named.
+   */
+  undelivered(read: number): string {
     const s = this.#stats();
-    const lost = s.eventsIn - s.eventsOut - s.rejected - s.deadLetteredEvents;
-    return `not delivered: ${Math.max(0, lost)} of ${s.eventsIn} events read (${s.openBatches} batches open, ${formatBytes(s.bufferedBytes)} buffered, ${s.uploadsInFlight} uploads cut off)`;
+    const where = [
+      s.rejected ? `${s.rejected} rejected` : '',
+      s.deadLetteredEvents ? `${s.deadLetteredEvents} in dead letters on disk` : '',
+      s.lostEvents ? `${s.lostEvents} in batches given up on with nowhere to keep them` : '',
+      `${s.openBatches} batches open, ${formatBytes(s.bufferedBytes)} buffered, ${s.uploadsInFlight} uploads cut off`,
+    ];
+    // Events an earlier run left in the spool are in eventsOut too, but were not read by this one.
+    return `not delivered: ${Math.max(0, read - (s.eventsOut - s.recoveredEvents))} of ${read} events read (${where.filter(Boolean).join(', ')})`;
   }
 
   /** Redraws the status line (every 500 ms on a TTY). */

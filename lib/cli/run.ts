@@ -1,14 +1,17 @@
+import { constants } from 'node:os';
 import { finished, Transform, type Readable, type TransformCallback } from 'node:stream';
-import { GetBucketLocationCommand, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import type { Receipt } from '../context.js';
-import { messageOf, OptionError, s3ErrorCode } from '../errors.js';
+import { messageOf, OptionError } from '../errors.js';
+import { LineCounter } from '../lines.js';
 import { s3Sink, type S3Sink } from '../sink.js';
 import { FLAG_OF, UsageError, type RunCommand } from './args.js';
+import { checkBucket } from './check.js';
 import { Progress, type ProgressOutput } from './progress.js';
 
 export interface Io {
   stderr: ProgressOutput;
-  /** Where SIGTERM and SIGINT arrive (the process). */
+  /** Where the signals of `STOP_SIGNALS` arrive (the process). */
   signals: NodeJS.EventEmitter;
   /** Leaves at once (the second signal). */
   exitNow(code: number): void;
@@ -19,7 +22,13 @@ export interface RunResult {
   receipts: Receipt[];
 }
 
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+/**
+ * Each stops the input and flushes what was read: SIGTERM and SIGINT, SIGHUP
+ * (the terminal or the parent went away) and SIGQUIT (Ctrl-\). Left to
+ * Node's default, SIGHUP and SIGQUIT ended the process and lost the open
+ * window without a word. A second one leaves at once, with 128 + its number.
+ */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
 
 /**
  * Passes whole lines only, holding back a line not yet finished. When input
@@ -116,14 +125,15 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   sink.on('recovered', (r) => progress.note(`recovered from the spool: ${r.events} events in ${r.batches} batches that an earlier run left, delivered`));
 
   const client = sink.context.client;
+  let region: string;
   try {
-    await client.config.region();
+    region = await client.config.region();
   } catch {
     sink.destroy();
     throw new UsageError('no AWS region: pass --region or set AWS_REGION (or a region in ~/.aws/config)');
   }
   if (cmd.check) {
-    const check = await checkBucket(sink, cmd.sink.bucket);
+    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`);
     if (check) progress.note(check.problem);
     if (check?.fatal) {
       sink.destroy();
@@ -132,12 +142,14 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   }
 
   const gate = new LineGate(sink.context.options.maxLineBytes + 2);
+  // Counted as stdin gives them: events still in stream buffers, not yet parsed, were read too.
+  const read = new LineCounter();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals += 1;
     if (signals > 1) {
-      progress.note(`${signal} again: leaving now; ${hardStopNote(sink, progress)}`);
-      io.exitNow(SIGNAL_EXIT[signal] ?? 1);
+      progress.note(`${signal} again: leaving now; ${hardStopNote(sink, progress, read.lines)}`);
+      io.exitNow(128 + constants.signals[signal]);
       return;
     }
     input.unpipe(gate);
@@ -147,11 +159,17 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     gate.stop();
     progress.note(`${signal}: stopped reading stdin; flushing ${sink.stats().openBatches} open batches (send ${signal} again to leave at once)`);
   };
-  io.signals.on('SIGTERM', onSignal);
-  io.signals.on('SIGINT', onSignal);
-  input.once('error', () => gate.stop());
+  for (const signal of STOP_SIGNALS) io.signals.on(signal, onSignal);
+  // A stdin that fails to read ends the input: what was read is delivered, and the run says why it stopped.
+  let inputError: unknown = null;
+  input.once('error', (err) => {
+    inputError = err;
+    gate.stop();
+  });
   progress.start();
   input.pipe(gate).pipe(sink);
+  input.on('data', (chunk: Buffer) => read.push(chunk));
+  input.once('end', () => read.end());
   try {
     await new Promise<void>((resolve, reject) => finished(sink, { readable: false }, (err) => (err ? reject(err) : resolve())));
     if (gate.dropped > 0) progress.note(`input stopped inside a line: its first ${gate.dropped} bytes were read and not delivered`);
@@ -159,36 +177,24 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     // Kept on disk, but not in S3: the caller should know.
     const { deadLettered } = sink.stats();
     if (deadLettered > 0) progress.note(`${deadLettered} batches could not be delivered and are in ${sink.context.spool?.deadDir}`);
-    return { code: deadLettered > 0 ? 1 : 0, receipts };
+    if (inputError !== null) progress.note(`cannot read stdin: ${messageOf(inputError)}`);
+    return { code: deadLettered > 0 || inputError !== null ? 1 : 0, receipts };
   } catch (err) {
     progress.finish();
     progress.note(`delivery failed: ${messageOf(err)}`);
-    progress.note(progress.undelivered());
+    progress.note(progress.undelivered(read.lines));
+    if (inputError !== null) progress.note(`cannot read stdin: ${messageOf(inputError)}`);
     return { code: 1, receipts };
   } finally {
-    io.signals.off('SIGTERM', onSignal);
-    io.signals.off('SIGINT', onSignal);
+    for (const signal of STOP_SIGNALS) io.signals.off(signal, onSignal);
   }
 }
 
 /** What a hard stop leaves behind: with a spool, on disk for the next start; without, lost. */
-function hardStopNote(sink: S3Sink, progress: Progress): string {
+function hardStopNote(sink: S3Sink, progress: Progress, read: number): string {
   const { spool } = sink.context;
-  if (!spool) return progress.undelivered();
+  if (!spool) return progress.undelivered(read);
   const s = sink.stats();
-  const unspooled = Math.max(0, s.eventsIn - s.rejected - s.spooledEvents);
-  return `what is not in S3 yet is in the spool ${spool.dir} and is delivered at the next start (or by s3-sink flush --spool-dir ${spool.dir}); ${unspooled} of ${s.eventsIn} events read had not reached it`;
-}
-
-/** Fails fast when the bucket is missing or the credentials are refused; `null` when it looks usable. */
-async function checkBucket(sink: S3Sink, bucket: string): Promise<{ fatal: boolean; problem: string } | null> {
-  try {
-    await sink.context.transport.send(new GetBucketLocationCommand({ Bucket: bucket }));
-    return null;
-  } catch (err) {
-    const code = s3ErrorCode(err);
-    // A policy without s3:GetBucketLocation should not stop delivery: say so and go on.
-    if (code === 'AccessDenied') return { fatal: false, problem: `cannot check bucket ${bucket} (AccessDenied on GetBucketLocation); going on` };
-    return { fatal: true, problem: `cannot write to bucket ${bucket}: ${code}: ${messageOf(err)} (--no-check skips this check)` };
-  }
+  const unspooled = Math.max(0, read - s.rejected - s.spooledEvents);
+  return `what is not in S3 yet is in the spool ${spool.dir} and is delivered at the next start (or by s3-sink flush --spool-dir ${spool.dir}); ${unspooled} of ${read} events read had not reached it`;
 }

@@ -2,7 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { destination, type Destination, type Routed, type SinkRecord } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { encodeLine, lineBytes, PayloadError } from '../framing.js';
-import { checkPrefix, MAX_PREFIX_BYTES } from '../key.js';
+import { checkPrefix } from '../key.js';
 import { bucketNameProblem } from '../options.js';
 
 /**
@@ -111,8 +111,7 @@ export class KeyBy extends Transform {
     if (dest === undefined) {
       if (prefixes.size >= CACHE_LIMIT) prefixes.clear();
       const checked = checkPrefix(rawPrefix);
-      if ('prefix' in checked) dest = destination(bucket, checked.prefix);
-      else dest = { problem: checked.problem === 'control' ? 'contains a control character' : `is longer than ${MAX_PREFIX_BYTES} bytes` };
+      dest = 'prefix' in checked ? destination(bucket, checked.prefix) : checked;
       prefixes.set(rawPrefix, dest);
     }
     return dest;

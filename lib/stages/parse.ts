@@ -36,13 +36,14 @@ export class LineParser extends Transform {
   }
 
   #emit({ lines, oversized }: Split): void {
+    // A rejected line was read too: eventsIn = eventsOut + rejected + dead-lettered + what is under way.
+    this.#ctx.counters.eventsIn += lines.length + oversized.length;
     for (const o of oversized) {
       this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `line of ${o.bytes} bytes is longer than maxLineBytes (${this.#splitter.maxLineBytes})`, o.head);
     }
     if (lines.length === 0) return;
     const events: SinkRecord[] = new Array(lines.length);
     for (let i = 0; i < lines.length; i++) events[i] = { payload: lines[i] };
-    this.#ctx.counters.eventsIn += events.length;
     this.push(events);
   }
 }
@@ -85,7 +86,7 @@ export class RecordParser extends Duplex {
       if (typeof record === 'string') this.#ctx.reject('ERR_S3SINK_RECORD', record, preview(chunk), ackOf(chunk));
       else events.push(record);
     }
-    this.#ctx.counters.eventsIn += events.length;
+    this.#ctx.counters.eventsIn += chunks.length;
     if (events.length === 0 || this.push(events)) callback();
     else this.#waiting = callback;
   }

@@ -254,6 +254,8 @@ export class SpoolStage extends Duplex {
         this.#recovery.batches += 1;
         this.#recovery.events += batch.events;
         this.#recovery.bytes += batch.bytes;
+        this.#ctx.counters.recoveredBatches += 1;
+        this.#ctx.counters.recoveredEvents += batch.events;
       }
       ledger.markClosed(batch);
       await this.#pushWhenWanted([replay.acks ? { batch, end: true, acks: replay.acks } : { batch, end: true }]);
@@ -266,8 +268,6 @@ export class SpoolStage extends Duplex {
   #recoveredOne(): void {
     if (--this.#recovery.left !== 0) return;
     const { batches, events, bytes } = this.#recovery;
-    this.#ctx.counters.recoveredBatches += batches;
-    this.#ctx.counters.recoveredEvents += events;
     this.#ctx.report('recovered', { batches, events, bytes });
   }
 }

@@ -18,16 +18,31 @@ export interface CliRun {
  * Node 22 warning, so the CLI has to hide it itself.
  */
 export function startCli(args: string[], env: Record<string, string> = {}): CliRun {
-  const childEnv: Record<string, string | undefined> = { ...process.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', ...env };
-  delete childEnv.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
-  delete childEnv.AWS_PROFILE;
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (chunk: Buffer) => (out += chunk));
   child.stderr.on('data', (chunk: Buffer) => (err += chunk));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   return { child, stdout: () => out, stderr: () => err, exit };
+}
+
+function cliEnv(env: Record<string, string>): Record<string, string | undefined> {
+  const childEnv: Record<string, string | undefined> = { ...process.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', ...env };
+  delete childEnv.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
+  delete childEnv.AWS_PROFILE;
+  return childEnv;
+}
+
+/** Runs `s3-sink` to the end with the open file descriptor `fd` as its stdin (a file, a directory...). */
+export async function runCliOn(fd: number, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv({}), stdio: [fd, 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
+  const code = await new Promise<number | null>((resolve) => child.on('close', (exitCode) => resolve(exitCode)));
+  return { code, stdout, stderr };
 }
 
 /** Runs `s3-sink` to the end with `input` on stdin. */

@@ -1,0 +1,48 @@
+import { GetBucketLocationCommand, type S3Client } from '@aws-sdk/client-s3';
+import { messageOf, s3ErrorCode } from '../errors.js';
+import { classify, type RetryPolicy } from '../retry.js';
+import { Transport } from '../transport.js';
+
+/**
+ * The start-up check: GetBucketLocation on the bucket, so that a missing
+ * bucket, refused credentials or an endpoint that does not answer stop the
+ * run at once rather than at the first upload. It answers within seconds,
+ * whatever the sink's own retry policy (10 attempts of 2 minutes would keep
+ * a stalled endpoint silent for 20 minutes): attempts of at most
+ * `ATTEMPT_MS`, `POLICY.attempts` of them, all within `DEADLINE_MS`.
+ */
+
+const POLICY: RetryPolicy = Object.freeze({ attempts: 3, baseMs: 250, capMs: 1_000 });
+const ATTEMPT_MS = 4_000;
+const DEADLINE_MS = 10_000;
+const SKIP = '(--no-check skips this check)';
+
+export type CheckResult = { fatal: boolean; problem: string } | null;
+
+/**
+ * `null` when the bucket looks usable; else what is wrong, and whether the
+ * run should stop. `where` names the endpoint for messages (a URL, or the
+ * AWS region).
+ */
+export async function checkBucket(client: S3Client, bucket: string, where: string): Promise<CheckResult> {
+  let attempts = 1;
+  const transport = new Transport(client, POLICY, ATTEMPT_MS, () => (attempts += 1));
+  const deadline = AbortSignal.timeout(DEADLINE_MS);
+  try {
+    await transport.send(new GetBucketLocationCommand({ Bucket: bucket }), deadline);
+    return null;
+  } catch (err) {
+    const tries = `${attempts} attempt${attempts === 1 ? '' : 's'}`;
+    if (deadline.aborted) {
+      return { fatal: true, problem: `cannot reach ${where} to check bucket ${bucket}: no answer within ${DEADLINE_MS / 1000} s (${tries} of GetBucketLocation) ${SKIP}` };
+    }
+    const code = s3ErrorCode(err);
+    // A policy without s3:GetBucketLocation should not stop delivery: say so and go on.
+    if (code === 'AccessDenied') return { fatal: false, problem: `cannot check bucket ${bucket} (AccessDenied on GetBucketLocation); going on` };
+    // No HTTP answer at all, and a failure that could pass (refused, reset, timed out): the endpoint is the problem.
+    const answered = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined;
+    const verdict = classify(err);
+    if (!answered && verdict.retry) return { fatal: true, problem: `cannot reach ${where} to check bucket ${bucket}: ${verdict.code}: ${messageOf(err)} (${tries}) ${SKIP}` };
+    return { fatal: true, problem: `cannot write to bucket ${bucket}: ${code}: ${messageOf(err)} ${SKIP}` };
+  }
+}
