@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { s3Sink, SpoolLockedError, type DeadLetter, type Delivered, type Receipt, type Recovered, type Rejection, type SinkWarning } from '../lib/index.js';
 import { fixedClock } from './helpers/clock.js';
+import { noisyLine, prng } from './helpers/data.js';
 import { useLocalS3 } from './helpers/s3.js';
 
 const env = useLocalS3(test, ['bucket', 'other'], {});
@@ -65,9 +66,9 @@ test("'delivered' works without a spool: the acks of each object, once", async (
 });
 
 /** Runs a sink with a spool over `records`, keeping a copy of its segments as they were at each durable ack (the last copy is the whole batch). */
-async function deliverKeepingSegments(t: import('ava').ExecutionContext, dir: string, prefix: string, records: unknown[]) {
+async function deliverKeepingSegments(t: import('ava').ExecutionContext, dir: string, prefix: string, records: unknown[], options: Parameters<typeof s3Sink>[0] = {}) {
   const copies = await tempDir(t, 'copies');
-  const sink = s3Sink({ bucket: 'bucket', prefix, s3: env.s3.s3Config, clock: fixedClock(), spool: { dir, fsync: 'always' } });
+  const sink = s3Sink({ bucket: 'bucket', prefix, s3: env.s3.s3Config, clock: fixedClock(), spool: { dir, fsync: 'always' }, ...options });
   sink.on('durable', () => {
     for (const name of segments(dir)) copyFileSync(join(dir, name), join(copies, name));
   });
@@ -101,6 +102,23 @@ test('a segment left by a crash after its object was complete: delivered again u
   t.deepEqual(await env.s3.keys('bucket', 'same-key/'), [receipts[0]!.key], 'no second object');
   t.deepEqual(segments(dir), []);
   t.is(sink.stats().recoveredEvents, 2000);
+});
+
+test('with parallelGzip too, a re-delivered batch makes the same gzip members, and so the same bytes', async (t) => {
+  const dir = await tempDir(t);
+  const random = prng(31);
+  const words = Array.from({ length: 512 }, () => noisyLine(random, 12));
+  // Lines of 40 KB written at once reach the spool as one piece of several MiB; read back, they come in pieces of 1 MiB.
+  const records = Array.from({ length: 120 }, (_, n) => ({ payload: Array.from({ length: 3000 }, (_, w) => words[(n * 31 + w * 7) % 512]).join(' '), ack: n }));
+  const { copies, receipts } = await deliverKeepingSegments(t, dir, 'parallel-same/', records, { parallelGzip: true });
+  t.is(receipts.length, 1);
+  t.true(receipts[0]!.bytes > 3 * 1024 * 1024, 'several members');
+  const before = await env.s3.raw('bucket', receipts[0]!.key);
+  for (const name of await readdir(copies)) copyFileSync(join(copies, name), join(dir, name));
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir }, parallelGzip: true });
+  await sink.close();
+  t.true((await env.s3.raw('bucket', receipts[0]!.key)).equals(before), 'identical bytes');
+  t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), records.map((r) => r.payload));
 });
 
 test('a segment cut mid-record: recovered up to the last whole event, the cut reported', async (t) => {

@@ -104,7 +104,7 @@ export class Gzip extends Duplex {
       if (this.#ctx.options.parallelGzip) {
         state.members ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [] };
         members = true;
-        if (state.pendingBytes >= MEMBER_BYTES) this.#submitMember(state);
+        if (state.pendingBytes >= MEMBER_BYTES) this.#submitMembers(state, false);
         if (state.members.inFlight >= PARALLEL_MEMBERS) slots.add(state.members);
         continue;
       }
@@ -192,10 +192,34 @@ export class Gzip extends Duplex {
     return (state.stream as zlib.Gzip).write(this.#takePending(state));
   }
 
-  /** Compresses what the batch has pending as its next member; members are written in order. */
-  #submitMember(state: State): void {
+  /**
+   * Cuts what the batch has pending into members and compresses them, at
+   * most PARALLEL_MEMBERS at a time (the rest waits for one to finish); with
+   * `all`, the last bytes too. A member ends at the last line end within
+   * MEMBER_BYTES of input (or the first after, for a longer line): the cuts
+   * depend only on the bytes, never on how they arrived, so a batch delivered
+   * again from the spool makes the same members, and the same object.
+   */
+  #submitMembers(state: State, all: boolean): void {
     const members = state.members as Members;
-    const raw = this.#takePending(state);
+    let data = this.#takePending(state);
+    while (data.length > 0 && members.inFlight < PARALLEL_MEMBERS) {
+      let cut = data.length >= MEMBER_BYTES ? data.lastIndexOf(10, MEMBER_BYTES - 1) : -1;
+      if (cut === -1 && data.length >= MEMBER_BYTES) cut = data.indexOf(10, MEMBER_BYTES);
+      if (cut === -1 && !all) break;
+      const end = cut === -1 ? data.length : cut + 1;
+      this.#submitMember(state, data.subarray(0, end));
+      data = data.subarray(end);
+    }
+    if (data.length > 0) {
+      state.pending = [data];
+      state.pendingBytes = data.length;
+    }
+  }
+
+  /** Compresses `raw` as the batch's next member; members are written in order. */
+  #submitMember(state: State, raw: Buffer): void {
+    const members = state.members as Members;
     const seq = members.submitted++;
     members.inFlight += 1;
     zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
@@ -210,7 +234,8 @@ export class Gzip extends Duplex {
         members.done.delete(members.emitted++);
         this.#emit(state.batch, next.raw, next.data);
       }
-      if (state.ended && members.emitted === members.submitted) this.#finish(state);
+      if (state.pendingBytes >= (state.ended ? 1 : MEMBER_BYTES)) this.#submitMembers(state, state.ended);
+      if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finish(state);
       members.waiting.splice(0).forEach((wake) => wake());
     });
   }
@@ -227,8 +252,8 @@ export class Gzip extends Duplex {
     }
     state.ended = true;
     if (state.members !== null) {
-      if (state.pendingBytes > 0) this.#submitMember(state);
-      if (state.members.emitted === state.members.submitted) this.#finish(state);
+      if (state.pendingBytes > 0) this.#submitMembers(state, true);
+      if (state.pendingBytes === 0 && state.members.emitted === state.members.submitted) this.#finish(state);
       return;
     }
     if (state.stream !== null) {
