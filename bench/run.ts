@@ -13,10 +13,12 @@
  *
  * Flags: --rounds N (default 3), --quick (small inputs, one round),
  * --profile (also profile the main scenario with --cpu-prof and print where
- * the time goes). Results go to bench/results/<time>.json.
+ * the time goes), --only TEXT (only the scenarios whose names contain TEXT,
+ * comma-separated, with their baselines; no memory runs: for an A/B of one
+ * change). Results go to bench/results/<time>.json.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { cpus, availableParallelism, totalmem, tmpdir, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +31,8 @@ import { summarizeProfile } from './profile.js';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values: flags } = parseArgs({ options: { rounds: { type: 'string' }, quick: { type: 'boolean' }, profile: { type: 'boolean' } } });
+const { values: flags } = parseArgs({ options: { rounds: { type: 'string' }, quick: { type: 'boolean' }, profile: { type: 'boolean' }, only: { type: 'string' } } });
+const only = flags.only?.split(',').filter(Boolean) ?? null;
 const quick = flags.quick ?? false;
 const rounds = Number(flags.rounds ?? (quick ? 1 : 3));
 const MiB = 1024 * 1024;
@@ -162,12 +165,26 @@ async function main(): Promise<void> {
   const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   const cli = (prefix: string, ...extra: string[]) => [join(root, 'dist', 'cli.js'), '--bucket', BUCKET, '--prefix', prefix, '--endpoint', endpoint, '--quiet', ...extra];
   const hasPigz = spawnSync('bash', ['-c', 'command -v pigz']).status === 0;
+  /** A fresh spool directory for one run, removed after it (it must be empty: everything delivered). */
+  const withSpoolDir = async <T>(run: (dir: string) => Promise<T>): Promise<T> => {
+    const dir = mkdtempSync(join(tmpdir(), 's3-sink-bench-spool-'));
+    try {
+      const result = await run(dir);
+      const left = readdirSync(dir).filter((name) => name !== 'dead');
+      if (left.length > 0) throw new Error(`spool run left ${left.join(', ')} in ${dir}`);
+      return result;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
   const gzipOf = (input: keyof typeof SIZES) => () => Promise.resolve(runShell(`gzip -6 -c < ${inputs[input].path} > /dev/null`));
 
   const scenarios: Scenario[] = [
     { name: 'gzip -6', input: 'logs', baseline: null, checked: false, run: gzipOf('logs') },
     ...(hasPigz ? [{ name: `pigz -p ${cores} -6`, input: 'logs' as const, baseline: null, checked: false, run: () => Promise.resolve(runShell(`pigz -p ${cores} -6 -c < ${inputs.logs.path} > /dev/null`)) }] : []),
     { name: 'CLI, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode(cli(p), inputs.logs.path) },
+    // The durable spool: every line written to disk (fsync 'interval') before it is compressed, against the same CLI without it.
+    { name: 'CLI, 1 destination, --spool-dir', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: (p) => withSpoolDir((dir) => runNode(cli(p, '--spool-dir', dir), inputs.logs.path)) },
     { name: 'library, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode([join(root, 'bench', 'lib-run.mjs'), inputs.logs.path, endpoint, BUCKET, p], inputs.logs.path) },
     { name: 'CLI, 8 destinations ({service})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{service}/`), inputs.logs.path) },
     { name: 'CLI, 1000 destinations ({tenant})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{tenant}/`), inputs.logs.path) },
@@ -180,8 +197,11 @@ async function main(): Promise<void> {
 
   const rows = new Map<string, Row>();
   let runId = 0;
+  // With --only: the scenarios named, and the baselines they are measured against.
+  const wanted = only === null ? scenarios : scenarios.filter((s) => only.some((text) => s.name.includes(text)));
+  const chosen = only === null ? scenarios : scenarios.filter((s) => wanted.includes(s) || wanted.some((w) => w.baseline === s.name));
   for (let round = 1; round <= rounds; round++) {
-    for (const scenario of scenarios) {
+    for (const scenario of chosen) {
       const prefix = `r${round}/s${runId++}/`;
       process.stderr.write(`round ${round}/${rounds}: ${scenario.name} ... `);
       const measured = await scenario.run(prefix);
@@ -197,19 +217,35 @@ async function main(): Promise<void> {
     }
   }
 
+  const memory = only === null ? await memoryRuns() : null;
+
   // Memory: peak RSS above an idle CLI, flat in the input size, and with S3 throttled.
-  process.stderr.write('memory runs ...\n');
-  const empty = join(inputDir, 'empty.txt');
-  writeFileSync(empty, '');
-  const idle = await runNode(cli('idle/'), empty);
-  const small = await runNode(cli('mem-small/'), inputs.small.path);
-  const large = await runNode(cli('mem-large/'), inputs.large.path);
-  if ((await linesInS3(client, 'mem-large/')) !== inputs.large.lines) throw new Error('large run: lines in S3 differ from lines sent');
-  const proxy = await startService('throttle-process.ts', [String(port), String(THROTTLE_BYTES_PER_SECOND)]);
-  const throttledCli = [join(root, 'dist', 'cli.js'), '--bucket', BUCKET, '--prefix', 'throttled/', '--endpoint', proxy.info.endpoint as string, '--quiet'];
-  const throttled = await runNode(throttledCli, inputs.logs.path);
-  await proxy.stop();
-  if ((await linesInS3(client, 'throttled/')) !== inputs.logs.lines) throw new Error('throttled run: lines in S3 differ from lines sent');
+  async function memoryRuns() {
+    process.stderr.write('memory runs ...\n');
+    const empty = join(inputDir, 'empty.txt');
+    writeFileSync(empty, '');
+    const idle = await runNode(cli('idle/'), empty);
+    const small = await runNode(cli('mem-small/'), inputs.small.path);
+    const large = await runNode(cli('mem-large/'), inputs.large.path);
+    if ((await linesInS3(client, 'mem-large/')) !== inputs.large.lines) throw new Error('large run: lines in S3 differ from lines sent');
+    const proxy = await startService('throttle-process.ts', [String(port), String(THROTTLE_BYTES_PER_SECOND)]);
+    const throttledCli = [join(root, 'dist', 'cli.js'), '--bucket', BUCKET, '--prefix', 'throttled/', '--endpoint', proxy.info.endpoint as string, '--quiet'];
+    const throttled = await runNode(throttledCli, inputs.logs.path);
+    await proxy.stop();
+    if ((await linesInS3(client, 'throttled/')) !== inputs.logs.lines) throw new Error('throttled run: lines in S3 differ from lines sent');
+    return {
+      idleRssMiB: (idle.maxRssBytes as number) / MiB,
+      smallInputMiB: SIZES.small / MiB,
+      smallPeakRssMiB: (small.maxRssBytes as number) / MiB,
+      largeInputMiB: SIZES.large / MiB,
+      largePeakRssMiB: (large.maxRssBytes as number) / MiB,
+      largeOverSmall: (large.maxRssBytes as number) / (small.maxRssBytes as number),
+      throttledBytesPerSecond: THROTTLE_BYTES_PER_SECOND,
+      throttledSeconds: throttled.seconds,
+      throttledPeakRssMiB: (throttled.maxRssBytes as number) / MiB,
+      throttledAboveIdleMiB: ((throttled.maxRssBytes as number) - (idle.maxRssBytes as number)) / MiB,
+    };
+  }
 
   let profile: string | null = null;
   if (flags.profile) {
@@ -235,18 +271,6 @@ async function main(): Promise<void> {
     const base = summary.find((b) => b.scenario === s.baseline);
     if (base) s.ratio = s.mibPerSecond / base.mibPerSecond;
   }
-  const memory = {
-    idleRssMiB: (idle.maxRssBytes as number) / MiB,
-    smallInputMiB: SIZES.small / MiB,
-    smallPeakRssMiB: (small.maxRssBytes as number) / MiB,
-    largeInputMiB: SIZES.large / MiB,
-    largePeakRssMiB: (large.maxRssBytes as number) / MiB,
-    largeOverSmall: (large.maxRssBytes as number) / (small.maxRssBytes as number),
-    throttledBytesPerSecond: THROTTLE_BYTES_PER_SECOND,
-    throttledSeconds: throttled.seconds,
-    throttledPeakRssMiB: (throttled.maxRssBytes as number) / MiB,
-    throttledAboveIdleMiB: ((throttled.maxRssBytes as number) - (idle.maxRssBytes as number)) / MiB,
-  };
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores, memoryGiB: Math.round(totalmem() / 1024 ** 3), node: process.version, kernel: release() };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -261,8 +285,12 @@ async function main(): Promise<void> {
         `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.mainCpuSeconds).padStart(17)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 25)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
     ),
     '',
-    `memory: idle CLI ${num(memory.idleRssMiB, 0)} MiB; peak ${num(memory.smallPeakRssMiB, 0)} MiB over ${memory.smallInputMiB} MiB of input, ${num(memory.largePeakRssMiB, 0)} MiB over ${memory.largeInputMiB} MiB (×${num(memory.largeOverSmall, 2)});`,
-    `        S3 throttled to ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: peak ${num(memory.throttledPeakRssMiB, 0)} MiB, ${num(memory.throttledAboveIdleMiB, 0)} MiB above idle (${num(memory.throttledSeconds)} s)`,
+    ...(memory === null
+      ? ['memory runs skipped (--only)']
+      : [
+          `memory: idle CLI ${num(memory.idleRssMiB, 0)} MiB; peak ${num(memory.smallPeakRssMiB, 0)} MiB over ${memory.smallInputMiB} MiB of input, ${num(memory.largePeakRssMiB, 0)} MiB over ${memory.largeInputMiB} MiB (×${num(memory.largeOverSmall, 2)});`,
+          `        S3 throttled to ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: peak ${num(memory.throttledPeakRssMiB, 0)} MiB, ${num(memory.throttledAboveIdleMiB, 0)} MiB above idle (${num(memory.throttledSeconds)} s)`,
+        ]),
     'every sink run checked: lines in S3 = lines sent',
   ];
   const report = lines.join('\n');
