@@ -48,6 +48,8 @@ export class SpoolStage extends Duplex {
   readonly #spool: Spool;
   /** Keys of batches written or re-delivered by this run and not yet delivered or dead-lettered. */
   readonly #unsettled = new Set<string>();
+  /** Batches with pieces written here whose end has not come yet. */
+  readonly #open = new Map<string, Batch>();
   readonly #queue: Replay[] = [];
   #replaying = false;
   readonly #retryTimers = new Set<NodeJS.Timeout>();
@@ -75,8 +77,10 @@ export class SpoolStage extends Duplex {
     const writes: Promise<void>[] = [];
     for (const piece of pieces) {
       if ('end' in piece) {
+        this.#open.delete(piece.batch.key);
         writes.push(this.#spool.end(piece.batch.key));
       } else {
+        this.#open.set(piece.batch.key, piece.batch);
         this.#unsettled.add(piece.batch.key);
         writes.push(this.#spool.append(piece.batch, piece.data, piece.acks ?? null, piece.events ?? countLines(piece.data)));
       }
@@ -98,11 +102,21 @@ export class SpoolStage extends Duplex {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.#onFinal = () => {
-      this.push(null);
-      callback();
-    };
-    this.#maybeFinal();
+    // Batches whose end never came (a stage of the user's held their pieces past it) end here, as gzip would end them.
+    const unended = [...this.#open.values()];
+    this.#open.clear();
+    Promise.all(unended.map((batch) => this.#spool.end(batch.key))).then(
+      () => {
+        if (this.destroyed) return;
+        if (unended.length > 0) this.push(unended.map((batch): BytesPiece => ({ batch, end: true })));
+        this.#onFinal = () => {
+          this.push(null);
+          callback();
+        };
+        this.#maybeFinal();
+      },
+      (err: unknown) => callback(err as Error),
+    );
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

@@ -148,7 +148,26 @@ export class Uploader extends Writable {
     job.ended = true;
     if (job.failure !== null) this.#giveUp(job);
     else if (job.body) job.body.end();
+    else if (job.compressed === 0) this.#nothingToWrite(job);
     else this.#requestStart(job);
+  }
+
+  /**
+   * A batch ended with no bytes (a stage of the user's dropped them all): no
+   * object is written (an empty file is not gzip), and its charge is settled
+   * now, whatever the stage did with its bytes.
+   */
+  #nothingToWrite(job: Job): void {
+    const { batch } = job;
+    const { spool, ledger } = this.#ctx;
+    const settled = () => {
+      if (this.#jobs.get(batch.key) !== job) return;
+      this.#jobs.delete(batch.key);
+      ledger.settle(batch);
+      this.#maybeIdle();
+    };
+    if (spool) spool.remove(batch).then(settled, (err: unknown) => this.destroy(err as Error));
+    else settled();
   }
 
   #requestStart(job: Job): void {

@@ -144,8 +144,12 @@ export class Window extends Transform {
               this.#ctx.warn('S3SINK_SPOOL_MAX', `the spool holds its maxBytes (${disk.max}) of events not yet in S3: input waits until some are delivered (nothing is dropped)`);
             }
           }
+          // Wait from before the push: what it pushes (the ends of batches just closed) can settle
+          // synchronously on its way down (a stage of the user's that holds or drops their bytes),
+          // and a release that came before the wait would never wake it.
+          const released = disk === null ? ledger.released() : Promise.race([ledger.released(), disk.released()]);
           this.#pushAll(out.splice(0));
-          await (disk === null ? ledger.released() : Promise.race([ledger.released(), disk.released()]));
+          await released;
           if (this.destroyed) return;
           now = options.clock.now();
         }
