@@ -20,6 +20,8 @@ export async function abortMultipartUpload(ctx: SinkContext, bucket: string, key
     return true;
   } catch (err) {
     const { code } = classify(err);
+    // Gone already (completed, or aborted before): nothing left to bill.
+    if (code === 'NoSuchUpload') return true;
     if (unsupported(code)) {
       ctx.warn('S3SINK_NO_ABORT', `the store does not support AbortMultipartUpload (${code}): multipart uploads given up on stay behind until the store removes them`, true);
     } else {

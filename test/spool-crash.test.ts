@@ -7,9 +7,15 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { FsyncPolicy } from '../lib/index.js';
 import { prng } from './helpers/data.js';
+import { eventually } from './helpers/wait.js';
 import { useLocalS3 } from './helpers/s3.js';
 
-const env = useLocalS3(test, ['bucket']);
+// The proxy (for the multipart test) stalls CompleteMultipartUpload while `stallComplete` is set, and answers AbortMultipartUpload itself (s3rver lacks it).
+let stallComplete = true;
+const env = useLocalS3(test, ['bucket'], {
+  fault: (operation) =>
+    operation === 'CompleteMultipartUpload' && stallComplete ? { kind: 'stall' } : operation === 'AbortMultipartUpload' ? { kind: 'respond', status: 204 } : { kind: 'pass' },
+});
 const CHILD = fileURLToPath(new URL('./fixtures/spool-child.ts', import.meta.url));
 
 interface Run {
@@ -19,9 +25,9 @@ interface Run {
 }
 
 /** Runs the child on `dir` with events [from, from + count) under `prefix`; kills it with SIGKILL once `killAfter` events are durable (never, when null). */
-function run(dir: string, fsync: FsyncPolicy, prefix: string, from: number, count: number, killAfter: number | null): Promise<Run> {
+function run(dir: string, fsync: FsyncPolicy, prefix: string, from: number, count: number, killAfter: number | null, endpoint = env.s3.endpoint): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, env.s3.endpoint, dir, fsync, prefix, String(from), String(count)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, endpoint, dir, fsync, prefix, String(from), String(count)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
     const result: Run = { durable: [], done: false, killed: false };
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
@@ -93,4 +99,35 @@ test.serial("kill -9 at 20 seeded points, fsync 'interval': every durable event 
 
 test.serial("kill -9 at 20 seeded points, fsync 'always': the same", async (t) => {
   await crashLoop(t, 'always', 4242, 20);
+});
+
+test.serial('kill -9 with a multipart upload under way: the restart aborts the upload the segment noted and delivers the batch whole, once', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-crash-mpu-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const uploadIdOf = (url: string) => new URL(url, 'http://x').searchParams.get('uploadId');
+  // Run 1: 8000 events of 1 KB noise to one prefix (one batch, several parts); its CompleteMultipartUpload never answers.
+  const durable: number[] = [];
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, env.proxy.endpoint, dir, 'interval', 'mpu', '0', '8000', 'big'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' } });
+  child.stderr.resume();
+  createInterface({ input: child.stdout }).on('line', (line) => durable.push(...((JSON.parse(line) as { durable?: number[] }).durable ?? [])));
+  // It closes its window at the end of its input; kill it once the completion is stalled.
+  const killed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  await eventually(() => env.proxy.log.some((l) => l.operation === 'CompleteMultipartUpload'), 'the stalled CompleteMultipartUpload', 60_000);
+  child.kill('SIGKILL');
+  await killed;
+  const started = env.proxy.log.find((l) => l.operation === 'UploadPart' && l.status === 200);
+  t.truthy(started, 'parts went up before the kill');
+  const uploadId = uploadIdOf(started!.url);
+  t.is(durable.length, 8000, 'every event was durable before the window closed');
+
+  // Run 2, on the same spool with no input: abort the noted upload, deliver the batch.
+  stallComplete = false;
+  const last = await run(dir, 'interval', 'mpu', 8000, 0, null, env.proxy.endpoint);
+  t.true(last.done);
+  const aborts = env.proxy.log.filter((l) => l.operation === 'AbortMultipartUpload').map((l) => uploadIdOf(l.url));
+  t.true(aborts.includes(uploadId), `AbortMultipartUpload of ${uploadId}: ${aborts.join(', ')}`);
+  const seen = await eventsInS3('mpu/');
+  t.is(seen.size, 8000);
+  t.deepEqual([...seen.values()].filter((count) => count !== 1), []);
+  t.deepEqual((await readdir(dir)).sort(), ['dead']);
 });

@@ -30,10 +30,10 @@ export function spool(ctx: SinkContext): Duplex {
 
 /** A segment to deliver again from disk. */
 interface Replay {
-  bucket: string;
-  key: string;
+  path: string;
   /** Acks that come back when it is delivered (a retry's; a leftover has none). */
   acks: Acks;
+  /** Left by an earlier run (else sent back by an upload of this one). */
   recovered: boolean;
 }
 
@@ -68,7 +68,7 @@ export class SpoolStage extends Duplex {
       settled: (key) => this.#settled(key),
       redeliver: (batch, acks, reason) => this.#redeliverLater(batch, acks, reason),
     };
-    for (const path of spool.leftovers) this.#queue.push({ bucket: '', key: path, acks: null, recovered: true });
+    for (const path of spool.leftovers) this.#queue.push({ path, acks: null, recovered: true });
     this.#recovery.left = spool.leftovers.length;
     if (this.#queue.length > 0) this.#pump();
   }
@@ -135,6 +135,7 @@ export class SpoolStage extends Duplex {
   #settled(key: string): void {
     this.#ctx.disk?.settle({ key });
     this.#unsettled.delete(key);
+    this.#redeliveries.delete(key);
     if (this.#recovering.delete(key)) this.#recoveredOne();
     this.#maybeFinal();
   }
@@ -156,7 +157,7 @@ export class SpoolStage extends Duplex {
     this.#ctx.warn('S3SINK_REDELIVER', `upload of s3://${batch.bucket}/${batch.key} failed (${messageOf(reason)}); it stays in the spool and is delivered again in ${Math.round(delay / 1000)} s`);
     const timer = setTimeout(() => {
       this.#retryTimers.delete(timer);
-      this.#queue.push({ bucket: batch.bucket, key: batch.key, acks, recovered: false });
+      this.#queue.push({ path: this.#spool.pathOf(batch.bucket, batch.key), acks, recovered: false });
       this.#pump();
     }, delay);
     this.#retryTimers.add(timer);
@@ -180,7 +181,7 @@ export class SpoolStage extends Duplex {
   async #replay(replay: Replay): Promise<void> {
     const spool = this.#spool;
     const { ledger } = this.#ctx;
-    const path = replay.recovered ? replay.key : spool.pathOf(replay.bucket, replay.key);
+    const { path } = replay;
     const reader = new SegmentReader(path);
     try {
       await reader.open();
@@ -258,8 +259,8 @@ export class SpoolStage extends Duplex {
       if (pendingBytes > 0) await send(Buffer.concat(pending, pendingBytes));
       await reader.close();
       if (this.destroyed) return;
-      // Multipart uploads an earlier attempt left: aborted (a store without the call is said once).
-      for (const id of uploads) await abortMultipartUpload(this.#ctx, batch.bucket, batch.key, id);
+      // Multipart uploads an earlier run left: aborted (one this run gave up on, lib-storage aborted already).
+      if (replay.recovered) for (const id of uploads) await abortMultipartUpload(this.#ctx, batch.bucket, batch.key, id);
       if (batch.events === 0) {
         await spool.remove(batch);
         return;
