@@ -104,6 +104,8 @@ interface Segment {
   pending: unknown[];
   /** Events written, waiting for it. */
   pendingEvents: number;
+  /** Its directory entry has been fsynced (a new file's name is not durable until then). */
+  named: boolean;
 }
 
 export class Spool {
@@ -159,7 +161,7 @@ export class Spool {
   append(batch: Batch, data: Buffer, acks: Acks, events: number): Promise<void> {
     let segment = this.#segments.get(batch.key);
     if (!segment) {
-      segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0 };
+      segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0, named: false };
       this.#segments.set(batch.key, segment);
       const header = encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt });
       this.#enqueue(segment, () => this.#write(segment as Segment, [header], 'wx'));
@@ -347,9 +349,23 @@ export class Spool {
     const file = await this.#file(segment, 'r+');
     try {
       await file.datasync();
+      if (!segment.named) {
+        await this.#syncDirectory();
+        segment.named = true;
+      }
     } catch (err) {
       segment.dirty = true;
       throw new SpoolError(`cannot fsync spool segment ${segment.path}`, err);
+    }
+  }
+
+  /** fsync of the directory: a new segment's name survives power loss only after it. */
+  async #syncDirectory(): Promise<void> {
+    const directory = await open(this.dir, 'r');
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
     }
   }
 
