@@ -5,9 +5,9 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
  * loop: for states no event announces (how far a chunk has travelled through
  * the stages). Fails after `ms`.
  */
-export async function eventually(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
+export async function eventually(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const deadline = performance.now() + ms;
-  while (!condition()) {
+  while (!(await condition())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await nextTurn();
   }
