@@ -159,23 +159,32 @@ export class Spool {
    * written; `acks` become durable per the fsync policy.
    */
   append(batch: Batch, data: Buffer, acks: Acks, events: number): Promise<void> {
-    let segment = this.#segments.get(batch.key);
-    if (!segment) {
-      segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0, named: false };
-      this.#segments.set(batch.key, segment);
-      const header = encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt });
-      this.#enqueue(segment, () => this.#write(segment as Segment, [header], 'wx'));
+    let seg = this.#segments.get(batch.key);
+    // The first piece creates the file, its header record in the same write.
+    const header = seg ? null : encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt });
+    if (!seg) {
+      seg = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0, named: false };
+      this.#segments.set(batch.key, seg);
     }
-    const seg = segment;
-    return this.#enqueue(seg, async () => {
-      await this.#write(seg, [recordHead(DATA, data), data]);
-      if (this.options.fsync === 'always') await this.#sync(seg);
+    const segment = seg;
+    return this.#enqueue(segment, async () => {
+      const record = [recordHead(DATA, data), data];
+      await this.#write(segment, header ? [header, ...record] : record, header ? 'wx' : 'r+');
       this.#hooks.written(events);
-      if (acks !== null) for (const ack of acks) seg.pending.push(ack);
-      seg.pendingEvents += events;
-      if (this.options.fsync === 'never') this.#flushAcks(seg);
-      if (this.options.fsync === 'always') this.#flushAcks(seg);
-      else if (this.options.fsync === 'interval') this.#schedule();
+      if (acks !== null) for (const ack of acks) segment.pending.push(ack);
+      segment.pendingEvents += events;
+      switch (this.options.fsync) {
+        case 'always':
+          await this.#sync(segment);
+          this.#flushAcks(segment);
+          break;
+        case 'interval':
+          this.#schedule();
+          break;
+        case 'never':
+          this.#flushAcks(segment);
+          break;
+      }
     });
   }
 
