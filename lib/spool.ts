@@ -167,7 +167,11 @@ export class Spool {
     const seg = segment;
     return this.#enqueue(seg, async () => {
       await this.#write(seg, [recordHead(DATA, data), data]);
-      if (this.options.fsync === 'always') await this.#sync(seg);
+      if (this.options.fsync === 'always') {
+        await this.#sync(seg);
+        // The fsync opened the file again: past the limit, it is closed again (else every batch keeps one open).
+        if (this.#openFiles > OPEN_FILES) await this.#release(seg);
+      }
       this.#hooks.written(events);
       if (acks !== null) for (const ack of acks) seg.pending.push(ack);
       seg.pendingEvents += events;
@@ -305,7 +309,8 @@ export class Spool {
           this.#full = false;
           this.#hooks.warn('S3SINK_SPOOL_ROOM', `spool ${this.dir} has room again: writing goes on`);
         }
-        if (this.#openFiles > OPEN_FILES) await this.#release(segment);
+        // With 'always' the fsync that follows needs the file; it is closed after that.
+        if (this.#openFiles > OPEN_FILES && this.options.fsync !== 'always') await this.#release(segment);
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
