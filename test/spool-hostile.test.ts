@@ -1,9 +1,12 @@
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { s3Sink } from '../lib/index.js';
+import { s3Sink, type SinkWarning } from '../lib/index.js';
+import { formatKey, newIdentifier } from '../lib/key.js';
+import { DATA, encodeHeader, RECORD_HEADER_BYTES, recordHead } from '../lib/segment.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
 
@@ -44,4 +47,58 @@ test("fsync 'always' with 1200 open batches: segment files are closed past the l
   t.log({ peak });
   // 256, and more while the pieces of one chunk are written side by side; before the fix, one per batch (1200).
   t.true(peak < 600, `${peak} segment files open at once`);
+});
+
+const segments = (dir: string) => readdirSync(dir).filter((name) => name.endsWith('.seg'));
+
+/** A segment as the spool writes it: a header, then one data record per buffer. */
+function segmentBytes(bucket: string, key: string, records: Buffer[]): Buffer {
+  return Buffer.concat([encodeHeader({ v: 1, bucket, key, openedAt: 1_700_000_000_000 }), ...records.flatMap((data) => [recordHead(DATA, data), data])]);
+}
+
+/** Where the spool keeps the segment of `bucket`/`key` (as Spool.pathOf names it). */
+function spoolPath(dir: string, bucket: string, key: string): string {
+  return join(dir, `${createHash('sha256').update(`${bucket}\u0000${key}`).digest('hex').slice(0, 40)}.seg`);
+}
+
+/** Starts a sink on `dir`, closes it at once (it delivers what the spool holds) and returns its warnings. */
+async function restart(dir: string): Promise<SinkWarning[]> {
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir } });
+  const warnings: SinkWarning[] = [];
+  sink.on('warning', (w: SinkWarning) => warnings.push(w));
+  await sink.close();
+  return warnings;
+}
+
+test('a leftover segment whose header record is damaged (crc): kept aside in dead/ with a warning, not deleted with the events after it', async (t) => {
+  const dir = await tempDir(t);
+  const key = formatKey('damaged-header', 1_700_000_000_000, newIdentifier());
+  const bytes = segmentBytes('bucket', key, [Buffer.from('{"n":1}\n{"n":2}\n')]);
+  bytes[RECORD_HEADER_BYTES + 3] = (bytes[RECORD_HEADER_BYTES + 3] as number) ^ 0xff; // a byte of the header's JSON changed: its crc no longer matches
+  await writeFile(spoolPath(dir, 'bucket', key), bytes);
+
+  const warnings = await restart(dir);
+  t.deepEqual(segments(dir), []);
+  t.deepEqual(warnings.map((w) => w.code), ['S3SINK_SPOOL_UNREADABLE']);
+  t.regex(warnings[0]!.message, /cannot be read \(header record damaged\): moved to /);
+  const kept = (await readdir(join(dir, 'dead'))).filter((name) => name.startsWith('unreadable-'));
+  t.is(kept.length, 1, 'the damaged segment is in dead/');
+  t.true((await readFile(join(dir, 'dead', kept[0]!))).equals(bytes), 'as it was');
+});
+
+test('a file of garbage named *.seg in the spool: kept aside with a warning, not deleted unseen', async (t) => {
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'f00.seg'), 'this is not a segment, but someone put it here\n');
+  const warnings = await restart(dir);
+  t.deepEqual(warnings.map((w) => w.code), ['S3SINK_SPOOL_UNREADABLE']);
+  t.is((await readdir(join(dir, 'dead'))).filter((name) => name.startsWith('unreadable-')).length, 1);
+});
+
+test('a leftover cut inside its header (a crash right after creating it) is still dropped quietly', async (t) => {
+  const dir = await tempDir(t);
+  const key = formatKey('torn-header', 1_700_000_000_000, newIdentifier());
+  await writeFile(spoolPath(dir, 'bucket', key), segmentBytes('bucket', key, []).subarray(0, 20));
+  t.deepEqual(await restart(dir), []);
+  t.deepEqual(segments(dir), []);
+  t.deepEqual(await readdir(join(dir, 'dead')), []);
 });
