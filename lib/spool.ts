@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -87,7 +87,7 @@ export interface SpoolHooks {
 const OPEN_FILES = 256;
 /** How long a write that found the disk full waits before it is tried again (or less, when a segment is deleted). */
 const FULL_RETRY_MS = 1_000;
-/** Locks taken by this process: a second sink on the same directory in one process is refused too. */
+/** Locks taken by this process (by real path: a symlink is the same directory): a second sink on the same directory in one process is refused too. */
 const HELD = new Set<string>();
 
 interface Segment {
@@ -124,6 +124,8 @@ export class Spool {
   #full = false;
   #roomWaiters: (() => void)[] = [];
   #lockPath: string;
+  /** The directory's real path, as HELD knows it. */
+  readonly #held: string;
   #closed = false;
 
   constructor(options: ResolvedSpool, hooks: SpoolHooks) {
@@ -134,6 +136,7 @@ export class Spool {
     mkdirSync(this.dir, { recursive: true });
     this.#dead = new DeadLetterDir(this.deadDir);
     this.#lockPath = join(this.dir, 'lock');
+    this.#held = realpathSync(this.dir);
     this.#lock();
     this.leftovers = readdirSync(this.dir)
       .filter((name) => name.endsWith('.seg'))
@@ -402,7 +405,7 @@ export class Spool {
   }
 
   #lock(): void {
-    if (HELD.has(this.dir)) throw new SpoolLockedError(this.dir, process.pid, hostname());
+    if (HELD.has(this.#held)) throw new SpoolLockedError(this.dir, process.pid, hostname());
     const mine = `${process.pid} ${hostname()}\n`;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -412,7 +415,7 @@ export class Spool {
         } finally {
           closeSync(fd);
         }
-        HELD.add(this.dir);
+        HELD.add(this.#held);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -435,7 +438,7 @@ export class Spool {
   }
 
   #unlock(): void {
-    if (!HELD.delete(this.dir)) return;
+    if (!HELD.delete(this.#held)) return;
     try {
       unlinkSync(this.#lockPath);
     } catch {

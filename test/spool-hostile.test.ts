@@ -1,10 +1,10 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync, symlinkSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { s3Sink, type SinkWarning } from '../lib/index.js';
+import { s3Sink, SpoolLockedError, type S3Sink, type SinkWarning } from '../lib/index.js';
 import { formatKey, newIdentifier } from '../lib/key.js';
 import { DATA, encodeHeader, RECORD_HEADER_BYTES, recordHead } from '../lib/segment.js';
 import { fixedClock } from './helpers/clock.js';
@@ -101,4 +101,21 @@ test('a leftover cut inside its header (a crash right after creating it) is stil
   t.deepEqual(await restart(dir), []);
   t.deepEqual(segments(dir), []);
   t.deepEqual(await readdir(join(dir, 'dead')), []);
+});
+
+test('one spool directory reached by two paths (a symlink) in one process: the second sink is refused, not handed the first one\'s lock as stale', async (t) => {
+  const dir = await tempDir(t);
+  const link = `${dir}-link`;
+  symlinkSync(dir, link);
+  t.teardown(() => rm(link, { force: true }));
+  const first = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir } });
+  const warnings: SinkWarning[] = [];
+  first.on('warning', (w: SinkWarning) => warnings.push(w));
+  let second: S3Sink | null = null;
+  const error = t.throws(() => (second = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir: link } })), { instanceOf: SpoolLockedError });
+  t.is(error?.pid, process.pid);
+  await (second as S3Sink | null)?.close();
+  await first.close();
+  t.deepEqual(warnings, []);
+  t.false(readdirSync(dir).includes('lock'), 'the lock is freed at the end');
 });
