@@ -127,6 +127,7 @@ export class Spool {
   /** The directory's real path, as HELD knows it. */
   readonly #held: string;
   #closed = false;
+  #closing: Promise<void> | null = null;
 
   constructor(options: ResolvedSpool, hooks: SpoolHooks) {
     this.options = options;
@@ -269,19 +270,22 @@ export class Spool {
   }
 
   /**
-   * Stops the group-commit timer, frees the lock at once and closes the
-   * files in the background. Segment files stay. Idempotent.
+   * Stops the group-commit timer and takes no more writes; once the writes
+   * under way are done (and their acks reported), closes the files and frees
+   * the lock. Segment files stay. Idempotent: every call gets the same promise.
+   *
+   * The lock outlives the last write: a sink started on the directory after
+   * it is freed must find every byte an ack was reported for.
    */
-  close(): void {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     this.#wakeRoom();
-    this.#unlock();
-    for (const segment of this.#segments.values()) {
-      segment.chain.then(() => this.#release(segment)).catch(() => {});
-    }
+    const released = [...this.#segments.values()].map((segment) => segment.chain.then(() => this.#release(segment)).catch(() => {}));
+    this.#closing = Promise.all(released).then(() => this.#unlock());
+    return this.#closing;
   }
 
   #enqueue(segment: Segment, step: () => Promise<void>): Promise<void> {
@@ -294,6 +298,7 @@ export class Spool {
   /** Writes `buffers` at the end of the segment; a full disk is waited out, trying again at the same offset. */
   async #write(segment: Segment, buffers: Buffer[], flags = 'r+'): Promise<void> {
     const length = buffers.reduce((n, b) => n + b.length, 0);
+    if (this.#closed) throw new SpoolError(`cannot write spool segment ${segment.path}`, new Error('the spool is closed'));
     for (;;) {
       try {
         const file = await this.#file(segment, flags);

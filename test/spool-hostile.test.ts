@@ -4,7 +4,7 @@ import { readdirSync, readlinkSync, symlinkSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { s3Sink, SpoolLockedError, type S3Sink, type SinkWarning } from '../lib/index.js';
+import { s3Sink, SpoolLockedError, type FsyncPolicy, type S3Sink, type SinkWarning } from '../lib/index.js';
 import { formatKey, newIdentifier } from '../lib/key.js';
 import { DATA, encodeHeader, RECORD_HEADER_BYTES, recordHead } from '../lib/segment.js';
 import { fixedClock } from './helpers/clock.js';
@@ -119,3 +119,48 @@ test('one spool directory reached by two paths (a symlink) in one process: the s
   t.deepEqual(warnings, []);
   t.false(readdirSync(dir).includes('lock'), 'the lock is freed at the end');
 });
+
+/** Every event number under `prefix` in the bucket, with how often it appears. */
+async function eventsInS3(prefix: string): Promise<Map<number, number>> {
+  const seen = new Map<number, number>();
+  for (const key of await env.s3.keys('bucket', prefix)) {
+    for (const line of await env.s3.lines('bucket', key)) {
+      const { n } = JSON.parse(line) as { n: number };
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+    }
+  }
+  return seen;
+}
+
+for (const fsync of ['never', 'interval', 'always'] as FsyncPolicy[]) {
+  test(`destroy() mid-run, then a new sink on the same spool at 'close' (fsync '${fsync}'): no 'durable' after 'close', every durable event in S3 once`, async (t) => {
+    const dir = await tempDir(t);
+    const prefix = `destroyed-${fsync}/`;
+    const sink = s3Sink({ bucket: 'bucket', prefix, s3: env.s3.s3Config, spool: { dir, fsync, fsyncIntervalMs: 5 }, windowMs: 300 });
+    const durable = new Set<number>();
+    let closed = false;
+    let durableAfterClose = 0;
+    sink.on('durable', (acks) => {
+      if (closed) durableAfterClose += acks.length;
+      for (const ack of acks as number[]) durable.add(ack);
+    });
+    sink.on('error', () => {});
+    const SENT = 20_000;
+    for (let n = 0; n < SENT; n++) {
+      if (!sink.write({ prefix: `${prefix}${n % 7}/`, payload: { n, pad: 'q'.repeat(n % 300) }, ack: n })) await new Promise((resume) => sink.once('drain', resume));
+    }
+    // Pieces are on their way into the spool's files when it stops.
+    sink.destroy(new Error('stopped'));
+    await new Promise((resume) => sink.once('close', resume));
+    closed = true;
+    const again = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir } });
+    await again.close();
+
+    t.is(durableAfterClose, 0, "no 'durable' after 'close'");
+    const seen = await eventsInS3(prefix);
+    t.deepEqual([...seen].filter(([, count]) => count > 1), [], 'no event twice');
+    t.deepEqual([...durable].filter((n) => !seen.has(n)), [], 'every event reported durable is in S3');
+    t.deepEqual([...seen.keys()].filter((n) => n >= SENT), [], 'nothing unsent');
+    t.deepEqual(segments(dir), []);
+  });
+}
