@@ -246,12 +246,13 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     }
   }
 
-  /** Frees what the sink owns (its S3 client's sockets). Idempotent. */
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.spool?.close();
-    if (this.#ownsClient) this.client.destroy();
+  /** Frees what the sink owns (its S3 client's sockets, its spool); resolves once the spool's last write is done and its lock freed. Idempotent. */
+  dispose(): Promise<void> {
+    if (!this.#disposed) {
+      this.#disposed = true;
+      if (this.#ownsClient) this.client.destroy();
+    }
+    return this.spool?.close() ?? Promise.resolve();
   }
 }
 

@@ -89,19 +89,20 @@ export class S3Sink extends Writable {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#head.end();
-    Promise.all([this.#chainDone, this.#sweep]).then(() => {
-      this.context.dispose();
-      callback(this.#chainError);
-    });
+    Promise.all([this.#chainDone, this.#sweep])
+      .then(() => this.context.dispose())
+      .then(() => callback(this.#chainError));
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // What made it stop, as known now: the premature closes of the stages it destroys below are not news.
+    const cause = error ?? this.#chainError;
     this.#sweepAbort.abort();
     for (const stage of this.#stages) if (!stage.destroyed) stage.destroy(error ?? undefined);
     // The uploader's destroy aborts multipart uploads; wait for it before the client goes.
+    // And for the spool's writes under way: no 'durable' after 'close', and no lock freed before them.
     finished(this.#tail, () => {
-      this.context.dispose();
-      callback(error ?? this.#chainError);
+      this.context.dispose().then(() => callback(cause));
     });
   }
 }

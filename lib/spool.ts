@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -87,7 +87,7 @@ export interface SpoolHooks {
 const OPEN_FILES = 256;
 /** How long a write that found the disk full waits before it is tried again (or less, when a segment is deleted). */
 const FULL_RETRY_MS = 1_000;
-/** Locks taken by this process: a second sink on the same directory in one process is refused too. */
+/** Locks taken by this process (by real path: a symlink is the same directory): a second sink on the same directory in one process is refused too. */
 const HELD = new Set<string>();
 
 interface Segment {
@@ -126,7 +126,10 @@ export class Spool {
   #full = false;
   #roomWaiters: (() => void)[] = [];
   #lockPath: string;
+  /** The directory's real path, as HELD knows it. */
+  readonly #held: string;
   #closed = false;
+  #closing: Promise<void> | null = null;
 
   constructor(options: ResolvedSpool, hooks: SpoolHooks) {
     this.options = options;
@@ -136,6 +139,7 @@ export class Spool {
     mkdirSync(this.dir, { recursive: true });
     this.#dead = new DeadLetterDir(this.deadDir);
     this.#lockPath = join(this.dir, 'lock');
+    this.#held = realpathSync(this.dir);
     this.#lock();
     this.leftovers = readdirSync(this.dir)
       .filter((name) => name.endsWith('.seg'))
@@ -273,19 +277,22 @@ export class Spool {
   }
 
   /**
-   * Stops the group-commit timer, frees the lock at once and closes the
-   * files in the background. Segment files stay. Idempotent.
+   * Stops the group-commit timer and takes no more writes; once the writes
+   * under way are done (and their acks reported), closes the files and frees
+   * the lock. Segment files stay. Idempotent: every call gets the same promise.
+   *
+   * The lock outlives the last write: a sink started on the directory after
+   * it is freed must find every byte an ack was reported for.
    */
-  close(): void {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     this.#wakeRoom();
-    this.#unlock();
-    for (const segment of this.#segments.values()) {
-      segment.chain.then(() => this.#release(segment)).catch(() => {});
-    }
+    const released = [...this.#segments.values()].map((segment) => segment.chain.then(() => this.#release(segment)).catch(() => {}));
+    this.#closing = Promise.all(released).then(() => this.#unlock());
+    return this.#closing;
   }
 
   #enqueue(segment: Segment, step: () => Promise<void>): Promise<void> {
@@ -298,6 +305,7 @@ export class Spool {
   /** Writes `buffers` at the end of the segment; a full disk is waited out, trying again at the same offset. */
   async #write(segment: Segment, buffers: Buffer[], flags = 'r+'): Promise<void> {
     const length = buffers.reduce((n, b) => n + b.length, 0);
+    if (this.#closed) throw new SpoolError(`cannot write spool segment ${segment.path}`, new Error('the spool is closed'));
     for (;;) {
       try {
         const file = await this.#file(segment, flags);
@@ -316,7 +324,8 @@ export class Spool {
           this.#full = false;
           this.#hooks.warn('S3SINK_SPOOL_ROOM', `spool ${this.dir} has room again: writing goes on`);
         }
-        if (this.#openFiles > OPEN_FILES) await this.#release(segment);
+        // With 'always' the fsync that follows needs the file; it is closed after that.
+        if (this.#openFiles > OPEN_FILES && this.options.fsync !== 'always') await this.#release(segment);
         return;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -362,6 +371,8 @@ export class Spool {
         await this.#syncDirectory();
         segment.named = true;
       }
+      // The fsync may have opened the file again: past the limit it is closed again (else every open batch keeps one).
+      if (this.#openFiles > OPEN_FILES) await this.#release(segment);
     } catch (err) {
       segment.dirty = true;
       throw new SpoolError(`cannot fsync spool segment ${segment.path}`, err);
@@ -422,7 +433,7 @@ export class Spool {
   }
 
   #lock(): void {
-    if (HELD.has(this.dir)) throw new SpoolLockedError(this.dir, process.pid, hostname());
+    if (HELD.has(this.#held)) throw new SpoolLockedError(this.dir, process.pid, hostname());
     const mine = `${process.pid} ${hostname()}\n`;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
@@ -432,7 +443,7 @@ export class Spool {
         } finally {
           closeSync(fd);
         }
-        HELD.add(this.dir);
+        HELD.add(this.#held);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -455,7 +466,7 @@ export class Spool {
   }
 
   #unlock(): void {
-    if (!HELD.delete(this.dir)) return;
+    if (!HELD.delete(this.#held)) return;
     try {
       unlinkSync(this.#lockPath);
     } catch {

@@ -195,8 +195,9 @@ export class SpoolStage extends Duplex {
       if (typeof header === 'string') {
         // Nothing says where it belongs; an empty one (a crash right after creating it) is dropped, anything else kept aside.
         await reader.close();
-        if (first === null) await spool.removePath(path); // not even a whole header: created, nothing written
-        else this.#ctx.warn('S3SINK_SPOOL_UNREADABLE', `spool segment ${path} cannot be read (${header}): moved to ${await spool.moveToDead(path, `unreadable-${Date.now()}-${basename(path)}`)}`);
+        // Not even a whole header: created, nothing written. A damaged one (bad crc, unknown type) may have events after it: kept.
+        if (first === null && reader.tail.kind !== 'corrupt') await spool.removePath(path);
+        else this.#ctx.warn('S3SINK_SPOOL_UNREADABLE', `spool segment ${path} cannot be read (${first === null ? 'header record damaged' : header}): moved to ${await spool.moveToDead(path, `unreadable-${Date.now()}-${basename(path)}`)}`);
         if (replay.recovered) this.#recoveredOne();
         return;
       }
