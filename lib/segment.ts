@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 /**
  * The spool's file format: one segment file per batch, a sequence of records
  *
- *     [type: u8][length: u32 BE][crc32 of payload: u32 BE][payload]
+ *     [type: u8][length: u32 BE][crc32 of payload: u32 BE][crc32 of the 9 bytes before: u32 BE][payload]
  *
  * - `HEADER` (first, once): JSON naming the batch (bucket, key, when it opened);
  * - `DATA`: framed lines of the batch (each ends in `\n`), in order;
@@ -12,11 +12,12 @@ import { crc32 } from 'node:zlib';
  *
  * A record is appended with one positioned write. `kill -9` can leave the
  * last one short (a torn tail); a crc that does not match means the disk
- * lost or changed bytes. Pure functions here; the reader reads one record at
+ * lost or changed bytes. The head has a crc of its own, so a damaged length
+ * is found as damage, never taken for a record cut short. Pure functions here; the reader reads one record at
  * a time, so a segment of any size is recovered in bounded memory.
  */
 
-export const RECORD_HEADER_BYTES = 9;
+export const RECORD_HEADER_BYTES = 13;
 export const HEADER = 1;
 export const DATA = 2;
 export const UPLOAD = 3;
@@ -30,12 +31,13 @@ export interface SegmentHeader {
   openedAt: number;
 }
 
-/** The 9 bytes before a record's payload. */
+/** The 13 bytes before a record's payload. */
 export function recordHead(type: number, payload: Uint8Array): Buffer {
   const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES);
   head.writeUInt8(type, 0);
   head.writeUInt32BE(payload.length, 1);
   head.writeUInt32BE(crc32(payload), 5);
+  head.writeUInt32BE(crc32(head.subarray(0, 9)), 9);
   return head;
 }
 
@@ -106,7 +108,7 @@ export class SegmentReader {
     const head = await this.#read(this.#at, RECORD_HEADER_BYTES);
     const type = head.readUInt8(0);
     const length = head.readUInt32BE(1);
-    if (type !== HEADER && type !== DATA && type !== UPLOAD) {
+    if (crc32(head.subarray(0, 9)) !== head.readUInt32BE(9) || (type !== HEADER && type !== DATA && type !== UPLOAD)) {
       this.tail = { kind: 'corrupt', offset: this.#at, bytes: left };
       return null;
     }
@@ -125,6 +127,11 @@ export class SegmentReader {
   async close(): Promise<void> {
     await this.#file?.close();
     this.#file = null;
+  }
+
+  /** Bytes of whole, intact records read so far (where a torn or damaged tail begins, once `next` returned `null`). */
+  get position(): number {
+    return this.#at;
   }
 
   #torn(present: Buffer, bytes: number): null {

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { closeSync, createWriteStream, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, linkSync, mkdirSync, readdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -432,34 +432,42 @@ export class Spool {
     for (const wake of waiters) wake();
   }
 
+  /**
+   * Takes the lock file: created whole with `link()` (never seen empty), and
+   * taken over from a process that is gone only under a second file,
+   * `lock.takeover`, so that two processes starting at once on a spool a
+   * crash left locked cannot both take it (the second one finds the first
+   * one's fresh lock, alive).
+   */
   #lock(): void {
     if (HELD.has(this.#held)) throw new SpoolLockedError(this.dir, process.pid, hostname());
     const mine = `${process.pid} ${hostname()}\n`;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fd = openSync(this.#lockPath, 'wx');
-        try {
-          writeSync(fd, mine);
-        } finally {
-          closeSync(fd);
-        }
+    const guard = join(this.dir, 'lock.takeover');
+    for (let attempt = 0; attempt < 250; attempt++) {
+      if (createWhole(this.#lockPath, mine)) {
         HELD.add(this.#held);
         return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const [pidText = '', host = ''] = readText(this.#lockPath).trim().split(' ');
-      const pid = Number(pidText);
-      // Our own pid is stale (a restarted container's process 1); so is a process that is gone.
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && host === hostname() && alive(pid)) throw new SpoolLockedError(this.dir, pid, host);
-      if (host !== '' && host !== hostname()) throw new SpoolLockedError(this.dir, pid, host);
-      // Said once the sink exists, so that its 'warning' listener hears it.
-      const stale = `spool ${this.dir} was locked by process ${pidText || '?'}, which is gone: taking it over`;
-      process.nextTick(() => this.#hooks.warn('S3SINK_SPOOL_STALE_LOCK', stale));
+      const holder = holderOf(this.#lockPath);
+      if (holder.live) throw new SpoolLockedError(this.dir, holder.pid, holder.host);
+      if (holder.text === null) continue; // gone meanwhile: try again
+      if (!createWhole(guard, mine)) {
+        // Another process is taking it over; or one died doing so, and its guard goes.
+        const other = holderOf(guard);
+        if (!other.live && other.text !== null && readText(guard) === other.text) removeQuietly(guard);
+        pause(20);
+        continue;
+      }
       try {
-        unlinkSync(this.#lockPath);
-      } catch {
-        // another process took it over first: the next attempt says so
+        // Still the lock judged stale (not one a quicker process has just taken)?
+        if (readText(this.#lockPath) === holder.text) {
+          removeQuietly(this.#lockPath);
+          // Said once the sink exists, so that its 'warning' listener hears it.
+          const stale = `spool ${this.dir} was locked by process ${holder.pid || '?'}, which is gone: taking it over`;
+          process.nextTick(() => this.#hooks.warn('S3SINK_SPOOL_STALE_LOCK', stale));
+        }
+      } finally {
+        removeQuietly(guard);
       }
     }
     throw new SpoolLockedError(this.dir, 0, hostname());
@@ -475,12 +483,51 @@ export class Spool {
   }
 }
 
-function readText(path: string): string {
+function readText(path: string): string | null {
   try {
     return readFileSync(path, 'utf8');
   } catch {
-    return '';
+    return null;
   }
+}
+
+/** Creates `path` holding `text`, whole, if it does not exist: `false` if it does. */
+function createWhole(path: string, text: string): boolean {
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  writeFileSync(temporary, text);
+  try {
+    linkSync(temporary, path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return false;
+  } finally {
+    removeQuietly(temporary);
+  }
+}
+
+/** Who holds a lock file: `live` when its process runs (on this host; one on another host counts as live). */
+function holderOf(path: string): { text: string | null; pid: number; host: string; live: boolean } {
+  const text = readText(path);
+  const [pidText = '', host = ''] = (text ?? '').trim().split(' ');
+  const pid = Number(pidText);
+  if (text === null || !Number.isInteger(pid) || pid <= 0) return { text, pid: 0, host, live: false };
+  if (host !== hostname()) return { text, pid, host, live: true };
+  // Our own pid in it is stale (a restarted container's process 1: this process did not write it).
+  return { text, pid, host, live: pid !== process.pid && alive(pid) };
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already
+  }
+}
+
+/** A short synchronous wait (taking the lock happens once, at start). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function alive(pid: number): boolean {

@@ -1,16 +1,21 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync, symlinkSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { s3Sink, SpoolLockedError, type FsyncPolicy, type S3Sink, type SinkWarning } from '../lib/index.js';
 import { formatKey, newIdentifier } from '../lib/key.js';
 import { DATA, encodeHeader, RECORD_HEADER_BYTES, recordHead } from '../lib/segment.js';
 import { fixedClock } from './helpers/clock.js';
+import { noisyLine, prng } from './helpers/data.js';
 import { useLocalS3 } from './helpers/s3.js';
 
-// Hostile tests of the durable spool: each one a defect found and fixed.
+// Hostile tests of the durable spool: each one a defect found and fixed. One at a time:
+// several are heavy (thousands of batches, six processes), and they share one s3rver.
 
 const env = useLocalS3(test, ['bucket']);
 
@@ -33,7 +38,7 @@ function openIn(dir: string): number {
   return n;
 }
 
-test("fsync 'always' with 1200 open batches: segment files are closed past the limit of 256, not kept open one per batch (EMFILE at ulimit 1024)", async (t) => {
+test.serial("fsync 'always' with 1200 open batches: segment files are closed past the limit of 256, not kept open one per batch (EMFILE at ulimit 1024)", async (t) => {
   const dir = await tempDir(t);
   const sink = s3Sink({ bucket: 'bucket', prefix: 'many/', s3: env.s3.s3Config, clock: fixedClock(), spool: { dir, fsync: 'always' } });
   let peak = 0;
@@ -70,7 +75,7 @@ async function restart(dir: string): Promise<SinkWarning[]> {
   return warnings;
 }
 
-test('a leftover segment whose header record is damaged (crc): kept aside in dead/ with a warning, not deleted with the events after it', async (t) => {
+test.serial('a leftover segment whose header record is damaged (crc): kept aside in dead/ with a warning, not deleted with the events after it', async (t) => {
   const dir = await tempDir(t);
   const key = formatKey('damaged-header', 1_700_000_000_000, newIdentifier());
   const bytes = segmentBytes('bucket', key, [Buffer.from('{"n":1}\n{"n":2}\n')]);
@@ -86,7 +91,7 @@ test('a leftover segment whose header record is damaged (crc): kept aside in dea
   t.true((await readFile(join(dir, 'dead', kept[0]!))).equals(bytes), 'as it was');
 });
 
-test('a file of garbage named *.seg in the spool: kept aside with a warning, not deleted unseen', async (t) => {
+test.serial('a file of garbage named *.seg in the spool: kept aside with a warning, not deleted unseen', async (t) => {
   const dir = await tempDir(t);
   await writeFile(join(dir, 'f00.seg'), 'this is not a segment, but someone put it here\n');
   const warnings = await restart(dir);
@@ -94,7 +99,7 @@ test('a file of garbage named *.seg in the spool: kept aside with a warning, not
   t.is((await readdir(join(dir, 'dead'))).filter((name) => name.startsWith('unreadable-')).length, 1);
 });
 
-test('a leftover cut inside its header (a crash right after creating it) is still dropped quietly', async (t) => {
+test.serial('a leftover cut inside its header (a crash right after creating it) is still dropped quietly', async (t) => {
   const dir = await tempDir(t);
   const key = formatKey('torn-header', 1_700_000_000_000, newIdentifier());
   await writeFile(spoolPath(dir, 'bucket', key), segmentBytes('bucket', key, []).subarray(0, 20));
@@ -103,7 +108,7 @@ test('a leftover cut inside its header (a crash right after creating it) is stil
   t.deepEqual(await readdir(join(dir, 'dead')), []);
 });
 
-test('one spool directory reached by two paths (a symlink) in one process: the second sink is refused, not handed the first one\'s lock as stale', async (t) => {
+test.serial('one spool directory reached by two paths (a symlink) in one process: the second sink is refused, not handed the first one\'s lock as stale', async (t) => {
   const dir = await tempDir(t);
   const link = `${dir}-link`;
   symlinkSync(dir, link);
@@ -133,7 +138,7 @@ async function eventsInS3(prefix: string): Promise<Map<number, number>> {
 }
 
 for (const fsync of ['never', 'interval', 'always'] as FsyncPolicy[]) {
-  test(`destroy() mid-run, then a new sink on the same spool at 'close' (fsync '${fsync}'): no 'durable' after 'close', every durable event in S3 once`, async (t) => {
+  test.serial(`destroy() mid-run, then a new sink on the same spool at 'close' (fsync '${fsync}'): no 'durable' after 'close', every durable event in S3 once`, async (t) => {
     const dir = await tempDir(t);
     const prefix = `destroyed-${fsync}/`;
     const sink = s3Sink({ bucket: 'bucket', prefix, s3: env.s3.s3Config, spool: { dir, fsync, fsyncIntervalMs: 5 }, windowMs: 300 });
@@ -164,3 +169,60 @@ for (const fsync of ['never', 'interval', 'always'] as FsyncPolicy[]) {
     t.deepEqual(segments(dir), []);
   });
 }
+
+test.serial('six processes starting at once on a spool a dead process left locked: exactly one takes it, ten rounds', async (t) => {
+  t.timeout(120_000);
+  const CHILD = fileURLToPath(new URL('./fixtures/lock-child.mjs', import.meta.url));
+  for (let round = 0; round < 10; round++) {
+    const dir = await mkdtemp(join(tmpdir(), 's3-sink-lockrace-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'lock'), `4194303 ${hostname()}\n`);
+    const go = join(dir, 'go');
+    const children = Array.from({ length: 6 }, () => spawn(process.execPath, [CHILD, dir, go], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const closed = children.map((child) => new Promise((resolve) => child.once('close', resolve)));
+    const lines = children.map((child) => createInterface({ input: child.stdout })[Symbol.asyncIterator]());
+    const next = async (i: number) => ((await lines[i]!.next()).value as string | undefined) ?? '';
+    // All six ready (waiting for `go`), then they race.
+    t.deepEqual(await Promise.all(children.map((_, i) => next(i))), Array(6).fill('ready'));
+    await writeFile(go, '');
+    const said = await Promise.all(children.map((_, i) => next(i)));
+    for (const child of children) child.stdin.end();
+    await Promise.all(closed);
+    t.is(said.filter((s) => s === 'locked').length, 1, `round ${round}: ${said.join(', ')}`);
+    t.true(said.filter((s) => s !== 'locked').every((s) => s === 'refused ERR_S3SINK_SPOOL_LOCKED'), said.join(', '));
+  }
+});
+
+test.serial('a data record whose length field is damaged is found as damage, not taken for a torn record: only whole events that were sent reach S3', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-len-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const key = formatKey('len', 1_700_000_000_000, newIdentifier());
+  const records = [0, 1, 2].map((r) => Buffer.from(`${JSON.stringify({ n: 2 * r })}\n${JSON.stringify({ n: 2 * r + 1 })}\n`));
+  const header = encodeHeader({ v: 1, bucket: 'bucket', key, openedAt: 1_700_000_000_000 });
+  const heads = records.map((d) => recordHead(DATA, d));
+  heads[1]!.writeUInt32BE(0x00ffffff, 1); // a bit flip in the second record's length
+  await writeFile(join(dir, `${createHash('sha256').update(`bucket\u0000${key}`).digest('hex').slice(0, 40)}.seg`), Buffer.concat([header, ...records.flatMap((d, i) => [heads[i]!, d])]));
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir } });
+  const warnings: SinkWarning[] = [];
+  sink.on('warning', (w: SinkWarning) => warnings.push(w));
+  await sink.close();
+  t.deepEqual(await env.s3.lines('bucket', key), ['{"n":0}', '{"n":1}'], 'the record before the damage, nothing after it');
+  t.true(warnings.some((w) => w.code === 'S3SINK_SPOOL_CORRUPT'), warnings.map((w) => w.code).join());
+});
+
+test.serial('a leftover larger than a budget of under two parts (5.875 MiB, parts of 5 MiB) is replayed to the end, not waited on forever', async (t) => {
+  t.timeout(60_000);
+  const MiB = 1024 * 1024;
+  const dir = await tempDir(t, 'replay-budget');
+  const key = formatKey('replay-budget', 1_700_000_000_000, newIdentifier());
+  const random = prng(7);
+  const records: Buffer[] = [];
+  for (let r = 0; r < 12 * 16; r++) records.push(Buffer.from(Array.from({ length: 64 }, () => `${noisyLine(random, 1023)}\n`).join('')));
+  const bytes = Buffer.concat([encodeHeader({ v: 1, bucket: 'bucket', key, openedAt: 1_700_000_000_000 }), ...records.flatMap((d) => [recordHead(DATA, d), d])]);
+  await writeFile(join(dir, `${createHash('sha256').update(`bucket\u0000${key}`).digest('hex').slice(0, 40)}.seg`), bytes);
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, spool: { dir }, maxBufferedBytes: 5.875 * MiB, partSize: 5 * MiB });
+  await sink.close();
+  const lines = await env.s3.lines('bucket', key);
+  t.is(lines.length, 12 * 16 * 64);
+  t.true(sink.stats().peakBufferedBytes <= 5.875 * MiB + 5 * MiB + 2 * MiB, `peak ${sink.stats().peakBufferedBytes}`);
+});

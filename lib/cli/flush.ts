@@ -47,9 +47,13 @@ export async function runFlush(cmd: FlushCommand, io: Io, overrides: S3ClientCon
   }
   progress.finish();
   const segments = (await readdir(dir)).filter((name) => name.endsWith('.seg')).length;
-  const letters = (await readdir(deadDir, { recursive: true }).catch(() => [])).filter((name) => name.endsWith('.gz') && !name.startsWith('.spool')).length;
-  if (segments + letters > 0) {
-    progress.note(`spool ${dir} still holds ${segments} batches and ${letters} dead letters in ${deadDir}${letters > 0 && !cmd.deadLetters ? ' (--dead-letters delivers those)' : ''}`);
+  const dead = (await readdir(deadDir, { recursive: true }).catch(() => [])).filter((name) => !name.startsWith('.spool'));
+  const letters = dead.filter((name) => name.endsWith('.gz')).length;
+  // Segments that could not be read are kept aside there too: only a person can say what they were.
+  const unreadable = dead.filter((name) => name.endsWith('.seg')).length;
+  if (segments + letters + unreadable > 0) {
+    const kept = unreadable > 0 ? `, and ${unreadable} unreadable segments kept aside in ${deadDir}` : '';
+    progress.note(`spool ${dir} still holds ${segments} batches and ${letters} dead letters in ${deadDir}${letters > 0 && !cmd.deadLetters ? ' (--dead-letters delivers those)' : ''}${kept}`);
     return 1;
   }
   progress.note(`spool ${dir} is empty`);

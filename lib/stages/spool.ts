@@ -3,7 +3,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import { destination, type Acks, type Batch, type BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { messageOf } from '../errors.js';
-import { COMPRESSOR_BYTES } from '../ledger.js';
+import { compressorBytes } from '../ledger.js';
 import { abortMultipartUpload } from '../multipart.js';
 import { countLines, DATA, decodeHeader, HEADER, SegmentReader, UPLOAD, wholeLines } from '../segment.js';
 import type { Spool } from '../spool.js';
@@ -186,7 +186,11 @@ export class SpoolStage extends Duplex {
     try {
       await reader.open();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Gone before its turn (delivered by hand, or removed): nothing to deliver, but it counts as done.
+        if (replay.recovered) this.#recoveredOne();
+        return;
+      }
       throw err;
     }
     try {
@@ -222,9 +226,15 @@ export class SpoolStage extends Duplex {
       }
       const uploads: string[] = [];
       const send = async (data: Buffer) => {
-        const charge = data.length + (batch.events === 0 && batch.streaming ? COMPRESSOR_BYTES : 0);
-        while (ledger.held > 0 && ledger.held + charge > ledger.max && !this.destroyed) await ledger.released();
+        const charge = data.length + (batch.events === 0 && batch.streaming ? compressorBytes(this.#ctx.options.parallelGzip) : 0);
+        // Waits while other batches hold the budget. Its own bytes cannot wait for themselves: a batch
+        // cannot be closed early here (its key and bytes are fixed), and its upload starts only past a
+        // part, so with a budget under two parts a replay may pass it by up to a part (then the
+        // upload's own backpressure holds it).
+        while (ledger.held - ledger.heldBy(batch) > 0 && ledger.held + charge > ledger.max && !this.destroyed) await ledger.released();
         ledger.charge(batch, charge);
+        // It will all drain (nothing more comes for it): window waits for it rather than close its own batches.
+        ledger.markClosed(batch);
         batch.events += countLines(data);
         batch.bytes += data.length;
         await this.#pushWhenWanted([{ batch, data }]);
