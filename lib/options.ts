@@ -310,7 +310,8 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   const queueSize = int('queueSize', o.queueSize, DEFAULTS.queueSize, 1, 64);
   const maxUploads = int('maxUploads', o.maxUploads, DEFAULTS.maxUploads, 1, 1024);
   const maxBufferedBytes = int('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes, 1 * MiB, 64 * GiB);
-  const maxObjectBytes = int('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 1, 5 * 1024 * GiB);
+  // 2: a line of one byte and its \n. Less, and the error would name maxLineBytes, which the user never set.
+  const maxObjectBytes = int('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 2, 5 * 1024 * GiB);
   // Unset, it shrinks to fit a small budget or object size rather than refuse them.
   const lineDefault = Math.max(1, Math.min(DEFAULTS.maxLineBytes, Math.floor(maxBufferedBytes / 4), maxObjectBytes - 1));
   const maxLineBytes = int('maxLineBytes', o.maxLineBytes, lineDefault, 1, 256 * MiB);
@@ -431,6 +432,10 @@ function prefixOption(name: string, value: unknown): string {
   throw new OptionError(name, value, `${PREFIX_RULE} (this one ${checked.problem})`);
 }
 
+/** Bucket name prefixes and suffixes AWS reserves (its bucket naming rules): no bucket can be named so. */
+const RESERVED_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'];
+const RESERVED_SUFFIXES = ['-s3alias', '--ol-s3', '.mrap', '--x-s3', '--table-s3'];
+
 /** Why `name` is not a valid S3 bucket name, or `null` when it is. */
 export function bucketNameProblem(name: unknown): string | null {
   if (typeof name !== 'string') return 'not a string';
@@ -438,5 +443,9 @@ export function bucketNameProblem(name: unknown): string | null {
   if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name)) return 'lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
   if (name.includes('..')) return 'no two adjacent dots';
   if (/^\d+\.\d+\.\d+\.\d+$/.test(name)) return 'not an IP address';
+  const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p));
+  if (prefix !== undefined) return `not starting with ${prefix} (reserved by AWS)`;
+  const suffix = RESERVED_SUFFIXES.find((p) => name.endsWith(p));
+  if (suffix !== undefined) return `not ending with ${suffix} (reserved by AWS)`;
   return null;
 }

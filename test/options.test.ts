@@ -80,3 +80,24 @@ test('sweepOrphans is at least the longest an upload can be live: the window, th
   const quick = { windowMs: 60_000, requestTimeoutMs: 10_000, retry: { attempts: 3, baseMs: 100, capMs: 1000 }, maxBufferedBytes: 16 * 1024 * 1024, partSize: 8 * 1024 * 1024, queueSize: 4 };
   t.is(orphanAgeFloor(resolveOptions(quick)), 60_000 + 2 * (3 * 10_000 + 100 + 200) + minutes10);
 });
+
+test('bucket names AWS reserves are refused: xn-- and sthree- prefixes, -s3alias and --ol-s3 suffixes', (t) => {
+  for (const [bucket, problem] of [
+    ['xn--logs', /not starting with xn-- \(reserved by AWS\)/],
+    ['sthree-logs', /not starting with sthree-/],
+    ['amzn-s3-demo-logs', /not starting with amzn-s3-demo-/],
+    ['logs-s3alias', /not ending with -s3alias \(reserved by AWS\)/],
+    ['logs--ol-s3', /not ending with --ol-s3/],
+    ['logs.mrap', /not ending with \.mrap/],
+    ['logs--x-s3', /not ending with --x-s3/],
+    ['logs--table-s3', /not ending with --table-s3/],
+  ] as const) {
+    optionError(t, { bucket }, 'bucket', problem);
+  }
+  t.notThrows(() => resolveOptions({ bucket: 'logs-xn--s3alias-ok' }));
+});
+
+test('maxObjectBytes below 2 (a one-byte line and its newline) is reported as maxObjectBytes, not as the maxLineBytes derived from it', (t) => {
+  optionError(t, { maxObjectBytes: 1 }, 'maxObjectBytes', /^option maxObjectBytes: got 1, expected an integer from 2 to /);
+  t.is(resolveOptions({ maxObjectBytes: 2 }).maxLineBytes, 1);
+});

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ObjectCannedACL } from '@aws-sdk/client-s3';
 import type { SinkOptions } from '../options.js';
+import { policyProblem, type PolicyRequest } from './policy.js';
 import { parseDuration, parseSize } from './units.js';
 
 /** A command-line mistake: the CLI prints the message and exits 2. */
@@ -36,7 +37,7 @@ export type Command =
   | RunCommand
   | FlushCommand
   | { kind: 'demo'; quiet: boolean }
-  | { kind: 'policy'; bucket: string; principal: string }
+  | ({ kind: 'policy' } & PolicyRequest)
   | { kind: 'help' }
   | { kind: 'version' };
 
@@ -47,7 +48,8 @@ Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
   s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
-  s3-sink policy --bucket NAME --principal ARN  prints the minimal bucket policy as JSON
+  s3-sink policy --bucket NAME --principal ARN [--region R | --partition P]
+                                                prints the minimal bucket policy as JSON
   s3-sink --help | --version
 
 Destination:
@@ -133,6 +135,7 @@ const FLAGS = {
   'spool-max': { type: 'string' },
   'dead-letters': { type: 'boolean' },
   principal: { type: 'string' },
+  partition: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -168,11 +171,12 @@ export const FLAG_OF: Record<string, string> = {
 export function parseCommand(argv: readonly string[]): Command {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: FLAGS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options: FLAGS, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new UsageError(usageMessage(err as Error & { code?: string }));
   }
   const { values, positionals } = parsed;
+  onlyOnce(parsed.tokens);
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   const [verb, ...extra] = positionals;
@@ -194,12 +198,17 @@ export function parseCommand(argv: readonly string[]): Command {
     return { kind: 'demo', quiet: values.quiet ?? false };
   }
   if (verb === 'policy') {
-    onlyFlags(values, ['bucket', 'principal'], 'policy');
+    onlyFlags(values, ['bucket', 'principal', 'region', 'partition'], 'policy');
     if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket the policy is for)');
     if (!values.principal) throw new UsageError('missing --principal ARN (who runs s3-sink, e.g. arn:aws:iam::123456789012:role/shipper)');
-    return { kind: 'policy', bucket: values.bucket, principal: values.principal };
+    const request: PolicyRequest = { bucket: values.bucket, principal: values.principal, region: values.region, partition: values.partition };
+    const problem = policyProblem(request);
+    if (problem !== null) throw new UsageError(problem);
+    return { kind: 'policy', ...request };
   }
-  if (values.principal !== undefined) throw new UsageError('--principal goes with the policy command');
+  for (const flag of ['principal', 'partition'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the policy command`);
+  }
   if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket to write to)');
 
   const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input: 'lines' };
@@ -270,6 +279,20 @@ function usageMessage(err: Error & { code?: string }): string {
       return flag ? `${flag.replace(/^(-\w), /, '')} needs a value` : err.message;
     default:
       return err.message;
+  }
+}
+
+/** A flag given twice is a mistake (parseArgs would silently keep the last value). */
+function onlyOnce(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): void {
+  const seen = new Map<string, string | undefined>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.name === undefined) continue;
+    if (seen.has(token.name)) {
+      const first = seen.get(token.name);
+      const values = first === undefined ? '' : ` (${JSON.stringify(first)}, then ${JSON.stringify(token.value)})`;
+      throw new UsageError(`--${token.name} is given twice${values}: name it once`);
+    }
+    seen.set(token.name, token.value);
   }
 }
 
