@@ -48,7 +48,7 @@ Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
   s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
-  s3-sink policy --bucket NAME --principal ARN [--region R | --partition P]
+  s3-sink policy --bucket NAME --principal ARN [--region R | --partition P] [--sse-kms-key-id ID] [--tag K=V]
                                                 prints the minimal bucket policy as JSON
   s3-sink --help | --version
 
@@ -63,6 +63,16 @@ Destination:
   --checksum MODE          when_supported (AWS default) or when_required (default with
                            --endpoint: several compatible stores reject CRC32 headers)
   --no-check               skip the check at start that the bucket exists (GetBucketLocation)
+
+Objects:
+  --sse MODE               server-side encryption: AES256, aws:kms or aws:kms:dsse
+  --sse-kms-key-id ID      the KMS key (id, ARN or alias); implies --sse aws:kms
+  --sse-bucket-key         with aws:kms: use an S3 Bucket Key (fewer KMS requests)
+  --storage-class CLASS    e.g. STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR (default: the bucket's)
+  --tag KEY=VALUE          a tag on every object (repeatable, at most 10)
+  --content-type T         the objects' Content-Type (default: application/gzip)
+  --content-encoding E     the objects' Content-Encoding, e.g. gzip (default: none)
+  --expected-bucket-owner ACCOUNT   fail unless this 12-digit account owns the bucket
 
 Batching and memory:
   --window D               batch window, aligned to the clock (default: 60s)
@@ -114,6 +124,14 @@ const FLAGS = {
   acl: { type: 'string' },
   checksum: { type: 'string' },
   'no-check': { type: 'boolean' },
+  sse: { type: 'string' },
+  'sse-kms-key-id': { type: 'string' },
+  'sse-bucket-key': { type: 'boolean' },
+  'storage-class': { type: 'string' },
+  tag: { type: 'string', multiple: true },
+  'content-type': { type: 'string' },
+  'content-encoding': { type: 'string' },
+  'expected-bucket-owner': { type: 'string' },
   window: { type: 'string' },
   'max-object-size': { type: 'string' },
   'part-size': { type: 'string' },
@@ -155,6 +173,14 @@ export const FLAG_OF: Record<string, string> = {
   maxLineBytes: '--max-line',
   gzipLevel: '--gzip-level',
   acl: '--acl',
+  sse: '--sse',
+  sseKmsKeyId: '--sse-kms-key-id',
+  sseBucketKey: '--sse-bucket-key',
+  storageClass: '--storage-class',
+  tags: '--tag',
+  contentType: '--content-type',
+  contentEncoding: '--content-encoding',
+  expectedBucketOwner: '--expected-bucket-owner',
   deadLetter: '--dead-letter-dir',
   'retry.attempts': '--retry-attempts',
   'retry.baseMs': '--retry-base',
@@ -198,10 +224,17 @@ export function parseCommand(argv: readonly string[]): Command {
     return { kind: 'demo', quiet: values.quiet ?? false };
   }
   if (verb === 'policy') {
-    onlyFlags(values, ['bucket', 'principal', 'region', 'partition'], 'policy');
+    onlyFlags(values, ['bucket', 'principal', 'region', 'partition', 'sse-kms-key-id', 'tag'], 'policy');
     if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket the policy is for)');
     if (!values.principal) throw new UsageError('missing --principal ARN (who runs s3-sink, e.g. arn:aws:iam::123456789012:role/shipper)');
-    const request: PolicyRequest = { bucket: values.bucket, principal: values.principal, region: values.region, partition: values.partition };
+    const request: PolicyRequest = {
+      bucket: values.bucket,
+      principal: values.principal,
+      region: values.region,
+      partition: values.partition,
+      kmsKey: values['sse-kms-key-id'],
+      tagged: tagFlags(values.tag) !== undefined,
+    };
     const problem = policyProblem(request);
     if (problem !== null) throw new UsageError(problem);
     return { kind: 'policy', ...request };
@@ -223,6 +256,15 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['max-uploads'] !== undefined) sink.maxUploads = count('--max-uploads', values['max-uploads']);
   if (values['gzip-level'] !== undefined) sink.gzipLevel = count('--gzip-level', values['gzip-level'], 0);
   if (values.acl !== undefined) sink.acl = values.acl as ObjectCannedACL;
+  if (values.sse !== undefined) sink.sse = values.sse as NonNullable<SinkOptions['sse']>;
+  if (values['sse-kms-key-id'] !== undefined) sink.sseKmsKeyId = values['sse-kms-key-id'];
+  if (values['sse-bucket-key']) sink.sseBucketKey = true;
+  if (values['storage-class'] !== undefined) sink.storageClass = values['storage-class'].toUpperCase() as NonNullable<SinkOptions['storageClass']>;
+  const tags = tagFlags(values.tag);
+  if (tags !== undefined) sink.tags = tags;
+  if (values['content-type'] !== undefined) sink.contentType = values['content-type'];
+  if (values['content-encoding'] !== undefined) sink.contentEncoding = values['content-encoding'];
+  if (values['expected-bucket-owner'] !== undefined) sink.expectedBucketOwner = values['expected-bucket-owner'];
   if (values['parallel-gzip']) sink.parallelGzip = true;
   if (values['dead-letter-dir'] !== undefined) sink.deadLetter = values['dead-letter-dir'];
   if (values['request-timeout'] !== undefined) sink.requestTimeoutMs = duration('--request-timeout', values['request-timeout']);
@@ -282,11 +324,26 @@ function usageMessage(err: Error & { code?: string }): string {
   }
 }
 
-/** A flag given twice is a mistake (parseArgs would silently keep the last value). */
+/** `--tag KEY=VALUE`, each given once, as an object; `undefined` when there is none. */
+function tagFlags(flags: string[] | undefined): Record<string, string> | undefined {
+  if (flags === undefined) return undefined;
+  const tags: Record<string, string> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    if (eq < 1) throw new UsageError(`--tag: ${JSON.stringify(flag)} is not KEY=VALUE`);
+    const key = flag.slice(0, eq);
+    if (Object.hasOwn(tags, key)) throw new UsageError(`--tag: the key ${JSON.stringify(key)} is given twice`);
+    tags[key] = flag.slice(eq + 1);
+  }
+  return tags;
+}
+
+/** A flag given twice is a mistake (parseArgs would silently keep the last value); `multiple` flags are the exception. */
 function onlyOnce(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): void {
   const seen = new Map<string, string | undefined>();
   for (const token of tokens) {
     if (token.kind !== 'option' || token.name === undefined) continue;
+    if ((FLAGS as Record<string, { multiple?: boolean }>)[token.name]?.multiple) continue;
     if (seen.has(token.name)) {
       const first = seen.get(token.name);
       const values = first === undefined ? '' : ` (${JSON.stringify(first)}, then ${JSON.stringify(token.value)})`;

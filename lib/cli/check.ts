@@ -27,12 +27,12 @@ export type CheckResult = { fatal: boolean; problem: string } | null;
  * run should stop. `where` names the endpoint for messages (a URL, or the
  * AWS region).
  */
-export async function checkBucket(client: S3Client, bucket: string, where: string): Promise<CheckResult> {
+export async function checkBucket(client: S3Client, bucket: string, where: string, expectedOwner?: string): Promise<CheckResult> {
   let attempts = 1;
   const transport = new Transport(client, POLICY, ATTEMPT_MS, () => (attempts += 1));
   const deadline = AbortSignal.timeout(DEADLINE_MS);
   try {
-    await transport.send(new GetBucketLocationCommand({ Bucket: bucket }), deadline);
+    await transport.send(new GetBucketLocationCommand({ Bucket: bucket, ExpectedBucketOwner: expectedOwner }), deadline);
     return null;
   } catch (err) {
     const tries = `${attempts} attempt${attempts === 1 ? '' : 's'}`;

@@ -11,9 +11,18 @@ import { bucketNameProblem } from '../options.js';
  * - s3:AbortMultipartUpload: uploads given up on are aborted, never left behind
  * - s3:ListBucketMultipartUploads: the orphan sweep at start
  * - s3:GetBucketLocation: the check at start that the bucket is there and reachable
+ * - s3:PutObjectTagging, with `--tag`: tags sent with the object (x-amz-tagging) need it
+ *
+ * With a KMS key named (`--sse-kms-key-id`), the principal also needs
+ * kms:GenerateDataKey (each object's data key) and kms:Decrypt (a multipart
+ * upload decrypts that key for every part) on the key. A bucket policy
+ * cannot grant KMS actions, so the output becomes two documents: the bucket
+ * policy, and the statement to add to the key's policy.
  */
 export const OBJECT_ACTIONS = ['s3:PutObject', 's3:PutObjectAcl', 's3:AbortMultipartUpload'] as const;
 export const BUCKET_ACTIONS = ['s3:ListBucketMultipartUploads', 's3:GetBucketLocation'] as const;
+export const TAGGING_ACTION = 's3:PutObjectTagging';
+export const KMS_ACTIONS = ['kms:GenerateDataKey', 'kms:Decrypt'] as const;
 
 /** AWS partitions, and the region names that belong to each but `aws`. */
 const PARTITIONS: readonly (readonly [string, RegExp])[] = [
@@ -54,6 +63,10 @@ export interface PolicyRequest {
   /** `--partition`, else the one of `--region`, else the principal's, else `aws`. */
   partition?: string | undefined;
   region?: string | undefined;
+  /** The KMS key the run names (`--sse-kms-key-id`): the key policy statement is added. */
+  kmsKey?: string | undefined;
+  /** The run writes tags (`--tag`): s3:PutObjectTagging is added. */
+  tagged?: boolean;
 }
 
 /** The partition the policy's ARNs are in, or why the flags disagree. */
@@ -91,11 +104,26 @@ export function bucketPolicy(request: PolicyRequest): object {
   if ('problem' in found) throw new Error(found.problem);
   const arn = `arn:${found.partition}:s3:::${request.bucket}`;
   const principal = { AWS: request.principal };
-  return {
+  const objectActions: string[] = [...OBJECT_ACTIONS, ...(request.tagged ? [TAGGING_ACTION] : [])];
+  const bucketPolicy = {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'S3SinkWriteObjects', Effect: 'Allow', Principal: principal, Action: [...OBJECT_ACTIONS], Resource: `${arn}/*` },
+      { Sid: 'S3SinkWriteObjects', Effect: 'Allow', Principal: principal, Action: objectActions, Resource: `${arn}/*` },
       { Sid: 'S3SinkBucket', Effect: 'Allow', Principal: principal, Action: [...BUCKET_ACTIONS], Resource: arn },
     ],
+  };
+  if (request.kmsKey === undefined) return bucketPolicy;
+  return {
+    BucketPolicy: bucketPolicy,
+    // In a key policy, Resource "*" is the key itself; the condition keeps its use to S3 objects of this bucket
+    // (the encryption context is the object's ARN, or the bucket's with an S3 Bucket Key).
+    KeyPolicyStatement: {
+      Sid: 'S3SinkUseKey',
+      Effect: 'Allow',
+      Principal: principal,
+      Action: [...KMS_ACTIONS],
+      Resource: '*',
+      Condition: { StringLike: { 'kms:EncryptionContext:aws:s3:arn': [arn, `${arn}/*`] } },
+    },
   };
 }

@@ -133,7 +133,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     throw new UsageError('no AWS region: pass --region or set AWS_REGION (or a region in ~/.aws/config)');
   }
   if (cmd.check) {
-    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`);
+    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`, sink.context.options.objectParams.ExpectedBucketOwner);
     if (check) progress.note(check.problem);
     if (check?.fatal) {
       sink.destroy();
