@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ObjectCannedACL } from '@aws-sdk/client-s3';
 import type { SinkOptions } from '../options.js';
+import { parseListen, type ListenAddress } from './metrics.js';
 import { policyProblem, type PolicyRequest } from './policy.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -18,6 +19,8 @@ export interface RunCommand {
   checksum: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' | undefined;
   check: boolean;
   quiet: boolean;
+  /** `--metrics-listen`: where to serve `/metrics`. */
+  metrics?: ListenAddress | undefined;
 }
 
 /** `s3-sink flush`: deliver what a spool holds, then exit. */
@@ -105,6 +108,8 @@ Failures:
 
 Output:
   --quiet                  no progress on stderr (errors, warnings and dead letters still print)
+  --metrics-listen ADDR    serve the stats as Prometheus text on http://ADDR/metrics; ADDR is
+                           PORT (loopback), HOST:PORT or [IPv6]:PORT, e.g. 9464 or 0.0.0.0:9464
 
 Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
@@ -155,6 +160,7 @@ const FLAGS = {
   principal: { type: 'string' },
   partition: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  'metrics-listen': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -289,6 +295,7 @@ export function parseCommand(argv: readonly string[]): Command {
     ...s3Flags(values),
     check: !values['no-check'],
     quiet: values.quiet ?? false,
+    metrics: values['metrics-listen'] === undefined ? undefined : listen(values['metrics-listen']),
   };
 }
 
@@ -357,6 +364,12 @@ function onlyFlags(values: Record<string, unknown>, allowed: string[], command: 
   for (const [name, value] of Object.entries(values)) {
     if (value !== undefined && !allowed.includes(name)) throw new UsageError(`--${name} does not go with the ${command} command`);
   }
+}
+
+function listen(text: string): ListenAddress {
+  const address = parseListen(text);
+  if (address === null) throw new UsageError(`--metrics-listen: ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPv6]:PORT (like 9464 or 0.0.0.0:9464)`);
+  return address;
 }
 
 function duration(flag: string, text: string): number {
