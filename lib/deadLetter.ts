@@ -72,7 +72,7 @@ export async function redeliverDeadLetters(ctx: SinkContext, root: string): Prom
     try {
       const { size } = await stat(path);
       await ctx.transport.send(
-        new PutObjectCommand({ Bucket: letter.bucket, Key: letter.key, Body: createReadStream(path), ContentLength: size, ContentType: 'application/gzip', ...(ctx.options.acl ? { ACL: ctx.options.acl } : {}) }),
+        new PutObjectCommand({ ...ctx.options.objectParams, Bucket: letter.bucket, Key: letter.key, Body: createReadStream(path), ContentLength: size }),
       );
       await unlink(path);
       await unlink(sidecar);

@@ -22,6 +22,13 @@ export class OptionError extends S3SinkError {
   }
 }
 
+/** The clock (the `clock` option) gave a time that no key can be made of: not a number, or outside years 1970 to 9999. */
+export class ClockError extends S3SinkError {
+  constructor(value: unknown) {
+    super('ERR_S3SINK_CLOCK', `clock.now() returned ${describe(value)}: expected milliseconds since the epoch, from 0 (1970) to the end of 9999 (keys hold a four-digit year)`);
+  }
+}
+
 /** An object could not be written to S3. `cause` is the S3 client's error. */
 export class UploadError extends S3SinkError {
   readonly bucket: string;

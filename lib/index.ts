@@ -19,5 +19,6 @@ export { formatKey, parseKey, normalizePrefix } from './key.js';
 export { LineSplitter } from './lines.js';
 export { compileTemplate, type PrefixTemplate } from './template.js';
 export { systemClock, type Clock } from './clock.js';
-export { S3SinkError, OptionError, UploadError } from './errors.js';
+export { S3SinkError, OptionError, UploadError, ClockError } from './errors.js';
+export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export { PayloadError } from './framing.js';

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { DateTime } from 'luxon';
+import { ClockError } from './errors.js';
 
 /**
  * Object keys: `[PREFIX]/YYYY/MM/DD/HH/YYYY-MM-DD-HH-MM-SS-IDENTIFIER.gz`, UTC,
@@ -7,6 +8,9 @@ import { DateTime } from 'luxon';
  */
 
 const KEY_TIME_FORMAT = "yyyy'/'MM'/'dd'/'HH'/'yyyy'-'MM'-'dd'-'HH'-'mm'-'ss";
+
+/** The first instant whose year has five digits: keys hold a four-digit year. */
+const MAX_KEY_TIME = Date.UTC(10000, 0, 1);
 
 /** S3 keys are at most 1024 bytes; the date part and identifier take 103 of them. */
 export const MAX_PREFIX_BYTES = 1024 - 103 - 1;
@@ -69,8 +73,12 @@ export function normalizePrefix(prefix: string): string {
     .join('/');
 }
 
-/** The key of an object whose batch opened at `openedAt` (ms since epoch), under a normalised prefix. */
+/**
+ * The key of an object whose batch opened at `openedAt` (ms since epoch), under a normalised prefix.
+ * Throws `ClockError` for a time with no key (NaN, before 1970, after 9999): luxon would format it as `Invalid DateTime`.
+ */
 export function formatKey(normalizedPrefix: string, openedAt: number, identifier: string): string {
+  if (typeof openedAt !== 'number' || !(openedAt >= 0 && openedAt < MAX_KEY_TIME)) throw new ClockError(openedAt);
   const time = DateTime.fromMillis(openedAt, { zone: 'utc' }).toFormat(KEY_TIME_FORMAT);
   const name = `${time}-${identifier}.gz`;
   return normalizedPrefix === '' ? name : `${normalizedPrefix}/${name}`;

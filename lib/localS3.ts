@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
+import { S3SinkError } from './errors.js';
 
 /**
  * An embedded S3 (s3rver) on a free port with a temporary directory: for the
@@ -19,7 +20,8 @@ export interface LocalS3 {
 
 export async function startLocalS3(options: { buckets?: string[]; port?: number; directory?: string } = {}): Promise<LocalS3> {
   const { default: S3rver } = await import('s3rver').catch((err: unknown) => {
-    throw new Error('the embedded S3 needs the s3rver package: npm install s3rver@3', { cause: err });
+    if ((err as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new S3SinkError('ERR_S3SINK_NO_S3RVER', 'the embedded S3 needs the s3rver package, a development dependency of s3-sink: npm install s3rver@3', { cause: err });
   });
   const directory = options.directory ?? (await mkdtemp(join(tmpdir(), 's3-sink-s3rver-')));
   const server = new S3rver({

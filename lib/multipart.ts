@@ -16,7 +16,7 @@ function unsupported(code: string): boolean {
  */
 export async function abortMultipartUpload(ctx: SinkContext, bucket: string, key: string, uploadId: string, signal?: AbortSignal): Promise<boolean> {
   try {
-    await ctx.transport.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }), signal);
+    await ctx.transport.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, ExpectedBucketOwner: ctx.options.objectParams.ExpectedBucketOwner }), signal);
     return true;
   } catch (err) {
     const { code } = classify(err);
@@ -52,7 +52,7 @@ export async function sweepOrphans(ctx: SinkContext, signal?: AbortSignal): Prom
       let uploadIdMarker: string | undefined;
       for (;;) {
         const page = await ctx.transport.send<ListMultipartUploadsCommandOutput>(
-          new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+          new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, ExpectedBucketOwner: ctx.options.objectParams.ExpectedBucketOwner }),
           signal,
         );
         for (const upload of page.Uploads ?? []) {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
 import { checkPrefix, normalizePrefix, PREFIX_RULE } from './key.js';
+import { MAX_TAGS, objectParams, SSE_MODES, STORAGE_CLASSES, tagProblem, type ObjectParams, type ObjectStorageClass, type SseMode } from './objectParams.js';
 import { DEFAULT_RETRY, longestRequestMs, type RetryPolicy } from './retry.js';
 import type { FsyncPolicy, ResolvedSpool, SpoolOptions } from './spool.js';
 import { compileTemplate, type PrefixTemplate } from './template.js';
@@ -57,6 +58,42 @@ export interface SinkOptions {
    * bucket's default). Memory: none.
    */
   acl?: ObjectCannedACL;
+  /**
+   * Server-side encryption of every object: `'AES256'` (S3's keys),
+   * `'aws:kms'` (a KMS key: `sseKmsKeyId`, or the account's `aws/s3` key), or
+   * `'aws:kms:dsse'` (two layers). Default: none (the bucket's default
+   * encryption). Memory: none.
+   */
+  sse?: SseMode;
+  /**
+   * The KMS key (id, ARN or alias) for `sse: 'aws:kms'`; alone, it implies
+   * `sse: 'aws:kms'`. The principal needs kms:GenerateDataKey and
+   * kms:Decrypt on it (multipart uploads decrypt the data key for each part).
+   * Default: none. Memory: none.
+   */
+  sseKmsKeyId?: string;
+  /** With `aws:kms`: use (true) or not (false) an S3 Bucket Key, fewer KMS requests. Default: the bucket's setting. Memory: none. */
+  sseBucketKey?: boolean;
+  /** Storage class of every object, e.g. `'STANDARD_IA'`, `'GLACIER_IR'`. Default: the bucket's (`STANDARD`). Memory: none. */
+  storageClass?: ObjectStorageClass;
+  /**
+   * Tags of every object, `{ team: 'logs' }`: at most 10, sent with the
+   * object (`x-amz-tagging`, needs s3:PutObjectTagging). Default: none. Memory: none.
+   */
+  tags?: Record<string, string>;
+  /** The objects' Content-Type. Default: `'application/gzip'`. Memory: none. */
+  contentType?: string;
+  /**
+   * The objects' Content-Encoding, e.g. `'gzip'` with `contentType:
+   * 'application/x-ndjson'` (then HTTP clients that honour it, browsers and
+   * curl --compressed, hand out the lines unzipped). Default: none. Memory: none.
+   */
+  contentEncoding?: string;
+  /**
+   * The 12-digit account id that must own the bucket: every request of an
+   * upload fails (403) if another account owns it. Default: none. Memory: none.
+   */
+  expectedBucketOwner?: string;
   /**
    * `'records'`: object mode, each chunk `{ bucket?, prefix?, payload }`.
    * `'lines'`: bytes, each line one event (`\n` or `\r\n`; empty lines skipped).
@@ -192,6 +229,8 @@ export interface ResolvedOptions {
   readonly s3: S3ClientConfig | undefined;
   readonly client: S3Client | undefined;
   readonly acl: ObjectCannedACL | undefined;
+  /** What every object carries besides its bytes (ACL, encryption, storage class, tags, headers), for PutObject and CreateMultipartUpload. */
+  readonly objectParams: Readonly<ObjectParams>;
   readonly input: 'records' | 'lines';
   readonly windowMs: number;
   readonly partSize: number;
@@ -230,7 +269,8 @@ export const DEFAULTS = Object.freeze({
 const CANNED_ACLS: readonly string[] = ['private', 'public-read', 'public-read-write', 'authenticated-read', 'aws-exec-read', 'bucket-owner-read', 'bucket-owner-full-control'];
 
 const KNOWN = new Set<string>([
-  'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'acl', 'input', 'windowMs', 'partSize', 'queueSize',
+  'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'acl', 'sse', 'sseKmsKeyId', 'sseBucketKey', 'storageClass', 'tags',
+  'contentType', 'contentEncoding', 'expectedBucketOwner', 'input', 'windowMs', 'partSize', 'queueSize',
   'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'parallelGzip', 'retry', 'requestTimeoutMs',
   'deadLetter', 'sweepOrphans', 'spool', 'clock',
 ]);
@@ -304,13 +344,15 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   }
 
   if (o.acl !== undefined && !CANNED_ACLS.includes(o.acl)) throw new OptionError('acl', o.acl, `a canned ACL: ${CANNED_ACLS.join(', ')}`);
+  const params = resolveObjectParams(o);
 
   const windowMs = int('windowMs', o.windowMs, DEFAULTS.windowMs, 1, 24 * 3600 * 1000);
   const partSize = int('partSize', o.partSize, DEFAULTS.partSize, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE);
   const queueSize = int('queueSize', o.queueSize, DEFAULTS.queueSize, 1, 64);
   const maxUploads = int('maxUploads', o.maxUploads, DEFAULTS.maxUploads, 1, 1024);
   const maxBufferedBytes = int('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes, 1 * MiB, 64 * GiB);
-  const maxObjectBytes = int('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 1, 5 * 1024 * GiB);
+  // 2: a line of one byte and its \n. Less, and the error would name maxLineBytes, which the user never set.
+  const maxObjectBytes = int('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 2, 5 * 1024 * GiB);
   // Unset, it shrinks to fit a small budget or object size rather than refuse them.
   const lineDefault = Math.max(1, Math.min(DEFAULTS.maxLineBytes, Math.floor(maxBufferedBytes / 4), maxObjectBytes - 1));
   const maxLineBytes = int('maxLineBytes', o.maxLineBytes, lineDefault, 1, 256 * MiB);
@@ -361,6 +403,7 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     s3: o.s3,
     client: o.client,
     acl: o.acl,
+    objectParams: params,
     input,
     windowMs,
     partSize,
@@ -378,6 +421,52 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     spool,
     prefixRoot: normalizePrefix(rawPrefix.split('{')[0] as string),
     clock,
+  });
+}
+
+/** A header value: printable ASCII, not starting with a space. */
+const HEADER_VALUE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
+
+function headerOption(name: string, value: unknown): string | undefined {
+  if (value !== undefined && (typeof value !== 'string' || !HEADER_VALUE.test(value))) throw new OptionError(name, value, 'a header value: 1 to 255 printable ASCII characters');
+  return value;
+}
+
+/** The object options (encryption, storage class, tags, headers, bucket owner), checked, as the params of every object. */
+function resolveObjectParams(o: SinkOptions): Readonly<ObjectParams> {
+  const sseKmsKeyId = headerOption('sseKmsKeyId', o.sseKmsKeyId);
+  const sse = o.sse ?? (sseKmsKeyId !== undefined ? 'aws:kms' : undefined);
+  if (sse !== undefined && !SSE_MODES.includes(sse)) throw new OptionError('sse', sse, `one of ${SSE_MODES.map((m) => `'${m}'`).join(', ')}`);
+  if (sseKmsKeyId !== undefined && !sse?.startsWith('aws:kms')) throw new OptionError('sseKmsKeyId', sseKmsKeyId, `no KMS key with sse '${sse}' (a KMS key goes with sse 'aws:kms' or 'aws:kms:dsse')`);
+  if (o.sseBucketKey !== undefined) {
+    if (typeof o.sseBucketKey !== 'boolean') throw new OptionError('sseBucketKey', o.sseBucketKey, 'true or false');
+    if (sse !== 'aws:kms') throw new OptionError('sseBucketKey', o.sseBucketKey, `sse 'aws:kms' (S3 Bucket Keys are for SSE-KMS; sse is ${sse === undefined ? 'not set' : `'${sse}'`})`);
+  }
+  if (o.storageClass !== undefined && !STORAGE_CLASSES.includes(o.storageClass)) throw new OptionError('storageClass', o.storageClass, `a storage class: ${STORAGE_CLASSES.join(', ')}`);
+  let tags: Record<string, string> | undefined;
+  if (o.tags !== undefined) {
+    if (o.tags === null || typeof o.tags !== 'object' || Array.isArray(o.tags)) throw new OptionError('tags', o.tags, 'an object of tag keys and values, like { team: \'logs\' }');
+    const entries = Object.entries(o.tags as Record<string, unknown>);
+    if (entries.length > MAX_TAGS) throw new OptionError('tags', o.tags, `at most ${MAX_TAGS} tags (S3's limit per object); got ${entries.length}`);
+    for (const [key, value] of entries) {
+      const problem = tagProblem(key, value);
+      if (problem !== null) throw new OptionError('tags', typeof value === 'string' ? `${key}=${value}` : value, `a tag: ${problem}`);
+    }
+    tags = Object.freeze({ ...(o.tags as Record<string, string>) });
+  }
+  if (o.expectedBucketOwner !== undefined && (typeof o.expectedBucketOwner !== 'string' || !/^\d{12}$/.test(o.expectedBucketOwner))) {
+    throw new OptionError('expectedBucketOwner', o.expectedBucketOwner, 'a 12-digit AWS account id');
+  }
+  return objectParams({
+    acl: o.acl,
+    sse,
+    sseKmsKeyId,
+    sseBucketKey: o.sseBucketKey,
+    storageClass: o.storageClass,
+    tags,
+    contentType: headerOption('contentType', o.contentType) ?? 'application/gzip',
+    contentEncoding: headerOption('contentEncoding', o.contentEncoding),
+    expectedBucketOwner: o.expectedBucketOwner,
   });
 }
 
@@ -431,6 +520,10 @@ function prefixOption(name: string, value: unknown): string {
   throw new OptionError(name, value, `${PREFIX_RULE} (this one ${checked.problem})`);
 }
 
+/** Bucket name prefixes and suffixes AWS reserves (its bucket naming rules): no bucket can be named so. */
+const RESERVED_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'];
+const RESERVED_SUFFIXES = ['-s3alias', '--ol-s3', '.mrap', '--x-s3', '--table-s3'];
+
 /** Why `name` is not a valid S3 bucket name, or `null` when it is. */
 export function bucketNameProblem(name: unknown): string | null {
   if (typeof name !== 'string') return 'not a string';
@@ -438,5 +531,9 @@ export function bucketNameProblem(name: unknown): string | null {
   if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name)) return 'lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
   if (name.includes('..')) return 'no two adjacent dots';
   if (/^\d+\.\d+\.\d+\.\d+$/.test(name)) return 'not an IP address';
+  const prefix = RESERVED_PREFIXES.find((p) => name.startsWith(p));
+  if (prefix !== undefined) return `not starting with ${prefix} (reserved by AWS)`;
+  const suffix = RESERVED_SUFFIXES.find((p) => name.endsWith(p));
+  if (suffix !== undefined) return `not ending with ${suffix} (reserved by AWS)`;
   return null;
 }

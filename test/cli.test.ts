@@ -62,6 +62,48 @@ test('policy prints a bucket policy with exactly the five actions on both resour
   t.regex(missing.stderr, /missing --principal ARN/);
 });
 
+test('policy refuses a wildcard, an invalid bucket name and a principal that is not an IAM principal, and takes its partition from the region, the flag or the principal', async (t) => {
+  const ROLE = 'arn:aws:iam::123456789012:role/shipper';
+  for (const [args, message] of [
+    [['--bucket', 'logs', '--principal', '*'], '--principal: "*" is a wildcard: it would let anyone write to the bucket; name the role or user that runs s3-sink'],
+    [['--bucket', 'logs', '--principal', 'arn:aws:iam::123456789012:role/*'], '--principal: "arn:aws:iam::123456789012:role/*" is a wildcard: it would let anyone write to the bucket; name the role or user that runs s3-sink'],
+    [['--bucket', '*', '--principal', ROLE], '--bucket: "*" is not an S3 bucket name (3 to 63 characters)'],
+    [['--bucket', 'Logs_2026', '--principal', ROLE], '--bucket: "Logs_2026" is not an S3 bucket name (lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit)'],
+    [['--bucket', 'xn--logs', '--principal', ROLE], '--bucket: "xn--logs" is not an S3 bucket name (not starting with xn-- (reserved by AWS))'],
+    [['--bucket', 'logs', '--principal', 'shipper'], '--principal: "shipper" is not an IAM principal (an account id, or an ARN like arn:aws:iam::123456789012:role/shipper)'],
+    [['--bucket', 'logs', '--principal', 'arn:aws:s3:::other'], '--principal: "arn:aws:s3:::other" is not an IAM principal (an account id, or an ARN like arn:aws:iam::123456789012:role/shipper)'],
+    [['--bucket', 'logs', '--principal', ROLE, '--region', 'cn-north-1'], '--principal arn:aws:iam::123456789012:role/shipper is in partition aws, the bucket\'s ARNs in aws-cn'],
+    [['--bucket', 'logs', '--principal', ROLE, '--partition', 'mars'], '--partition: "mars" is not an AWS partition (aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e, aws-iso-f, aws)'],
+    [['--bucket', 'logs', '--principal', ROLE, '--region', 'moon'], '--region: "moon" is not an AWS region (like us-east-1, cn-north-1, us-gov-west-1)'],
+  ] as const) {
+    const refused = await runCli(['policy', ...args]);
+    t.is(refused.code, 2, args.join(' '));
+    t.is(refused.stderr, `s3-sink: ${message}\n`);
+    t.is(refused.stdout, '');
+  }
+  const resources = async (args: string[]) => {
+    const { code, stdout, stderr } = await runCli(['policy', '--bucket', 'logs', ...args]);
+    t.is(code, 0, stderr);
+    return (JSON.parse(stdout) as { Statement: { Resource: string }[] }).Statement.map((s) => s.Resource).sort();
+  };
+  t.deepEqual(await resources(['--principal', 'arn:aws-cn:iam::123456789012:role/shipper', '--region', 'cn-northwest-1']), ['arn:aws-cn:s3:::logs', 'arn:aws-cn:s3:::logs/*']);
+  t.deepEqual(await resources(['--principal', 'arn:aws-us-gov:iam::123456789012:role/shipper']), ['arn:aws-us-gov:s3:::logs', 'arn:aws-us-gov:s3:::logs/*']);
+  t.deepEqual(await resources(['--principal', '123456789012', '--partition', 'aws-cn']), ['arn:aws-cn:s3:::logs', 'arn:aws-cn:s3:::logs/*']);
+  t.deepEqual(await resources(['--principal', '123456789012']), ['arn:aws:s3:::logs', 'arn:aws:s3:::logs/*']);
+});
+
+test('usage: a flag given twice is refused, naming both values; --max-object-size 1 is reported as --max-object-size', async (t) => {
+  const twice = await runCli(['--bucket', 'a-bucket', '--bucket', 'b-bucket']);
+  t.is(twice.code, 2);
+  t.is(twice.stderr, 's3-sink: --bucket is given twice ("a-bucket", then "b-bucket"): name it once\n');
+  const quiet = await runCli(['demo', '-q', '--quiet']);
+  t.is(quiet.code, 2);
+  t.is(quiet.stderr, 's3-sink: --quiet is given twice: name it once\n');
+  const tiny = await runCli(['--bucket', 'bucket', '--max-object-size', '1']);
+  t.is(tiny.code, 2);
+  t.regex(tiny.stderr, /^s3-sink: --max-object-size: got 1, expected an integer from 2 to \d+\n$/);
+});
+
 test('--help and --version print to stdout and exit 0', async (t) => {
   const help = await runCli(['--help']);
   t.is(help.code, 0);
@@ -190,7 +232,7 @@ test('a second signal leaves at once with a non-zero code, saying what was not d
 test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-check, when the upload fails', async (t) => {
   const checked = await runCli(['--bucket', 'no-such-bucket', '--endpoint', env.s3.endpoint], 'a\nb\n');
   t.is(checked.code, 1);
-  t.regex(checked.stderr, /^s3-sink: cannot write to bucket no-such-bucket: NoSuchBucket: .+ \(--no-check skips this check\)\n$/);
+  t.regex(checked.stderr, /^s3-sink: cannot write to bucket no-such-bucket: NoSuchBucket: .+\n$/);
   const unchecked = await runCli(['--bucket', 'no-such-bucket', '--endpoint', env.s3.endpoint, '--no-check', '--quiet'], 'a\nb\nc\n');
   t.is(unchecked.code, 1);
   t.regex(unchecked.stderr, /s3-sink: delivery failed: upload of s3:\/\/no-such-bucket\/\S+\.gz failed: NoSuchBucket: /);
@@ -200,6 +242,19 @@ test('a bucket that does not exist: exit 1 at once with the S3 error; with --no-
   t.is(rejected.code, 1);
   t.regex(rejected.stderr, /s3-sink: not delivered: 2 of 2 events read \(1 rejected, 1 in batches given up on with nowhere to keep them, 0 batches open, 0 B buffered, 0 uploads cut off\)\n/);
   t.false(unchecked.stderr.includes('S3RVER'), 'credentials are never printed');
+});
+
+test('credentials: none found, or refused by S3, exit 1 with a line that says where they come from', async (t) => {
+  const home = await mkdtemp(join(tmpdir(), 's3-sink-cli-home-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
+  const nowhere = { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', HOME: home, AWS_CONFIG_FILE: join(home, 'config'), AWS_SHARED_CREDENTIALS_FILE: join(home, 'credentials'), AWS_EC2_METADATA_DISABLED: 'true' };
+  const none = await runCli(['--bucket', 'bucket', '--endpoint', env.s3.endpoint], 'a\n', nowhere);
+  t.is(none.code, 1);
+  t.regex(none.stderr, /^s3-sink: no AWS credentials found \(Could not load credentials from any providers\): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE .+\n$/);
+  const refused = await runCli(['--bucket', 'bucket', '--endpoint', env.s3.endpoint], 'a\n', { AWS_ACCESS_KEY_ID: 'NOT-S3RVER' });
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /^s3-sink: S3 refused the credentials for bucket bucket: InvalidAccessKeyId: .+ \(they come from the AWS SDK's default chain: set AWS_ACCESS_KEY_ID .+\)\n$/);
+  t.false(/no-check/.test(none.stderr + refused.stderr));
 });
 
 test('the start-up check answers within seconds, naming the endpoint, against a store that accepts connections and never answers', async (t) => {
@@ -215,7 +270,7 @@ test('the start-up check answers within seconds, naming the endpoint, against a 
   const { code, stderr } = await runCli(['--bucket', 'bucket', '--endpoint', endpoint], 'a\n');
   const seconds = (performance.now() - started) / 1000;
   t.is(code, 1);
-  t.is(stderr, `s3-sink: cannot reach ${endpoint} to check bucket bucket: no answer within 10 s (3 attempts of GetBucketLocation) (--no-check skips this check)\n`);
+  t.is(stderr, `s3-sink: cannot reach ${endpoint} to check bucket bucket: no answer within 10 s (3 attempts of GetBucketLocation)\n`);
   t.true(seconds < 14, `answered in ${seconds.toFixed(1)} s`);
   t.true(sockets.length >= 2, 'it tried again, on a new connection');
 });
@@ -229,7 +284,7 @@ test('the start-up check against a port with nothing listening answers at once, 
   const { code, stderr } = await runCli(['--bucket', 'bucket', '--endpoint', endpoint], 'a\n');
   const seconds = (performance.now() - started) / 1000;
   t.is(code, 1);
-  t.regex(stderr, new RegExp(`^s3-sink: cannot reach ${endpoint.replace(/\./g, '\\.')} to check bucket bucket: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+ \\(3 attempts\\) \\(--no-check skips this check\\)\n$`));
+  t.regex(stderr, new RegExp(`^s3-sink: cannot reach ${endpoint.replace(/\./g, '\\.')} to check bucket bucket: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+ \\(3 attempts\\)\n$`));
   t.true(seconds < 5, `answered in ${seconds.toFixed(1)} s`);
 });
 

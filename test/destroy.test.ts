@@ -25,6 +25,7 @@ test('destroy(err) cuts off a running multipart upload, aborts it, and the proce
   t.is(report.errorSeen, 'stopped by the test');
   t.deepEqual(report.resources, [], 'no timers, sockets or requests left');
   t.is(report.stats.bufferedBytes, 0);
+  t.deepEqual(report.warnings, ['S3SINK_NO_ABORT'], 's3rver lacks AbortMultipartUpload: said once, to the listener');
   const ops = env.proxy.log.map((l) => l.operation);
   t.true(ops.includes('CreateMultipartUpload'));
   t.true(ops.includes('AbortMultipartUpload'), `AbortMultipartUpload was sent: ${ops.join(',')}`);

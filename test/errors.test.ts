@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { OptionError, s3Sink, UploadError } from '../lib/index.js';
+import { ClockError, OptionError, s3Sink, systemClock, UploadError } from '../lib/index.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
 
@@ -32,6 +32,12 @@ test('close() rejects with the same error, and stats say nothing was written', a
 
 test('s3Sink throws a bad option at once, before any stream exists', (t) => {
   t.throws(() => s3Sink({ clock: fixedClock(), bucket: 'bucket', windowMs: -5 }), { instanceOf: OptionError, message: 'option windowMs: got -5, expected an integer from 1 to 86400000' });
+});
+
+test('a clock that gives no time fails the sink with ClockError (no object named "Invalid DateTime")', async (t) => {
+  const sink = s3Sink({ clock: { ...systemClock, now: () => Number.NaN }, bucket: 'bucket', prefix: 'bad-clock/', s3: env.s3.s3Config });
+  await t.throwsAsync(pipeline(Readable.from([{ payload: 'a' }]), sink), { instanceOf: ClockError, code: 'ERR_S3SINK_CLOCK' });
+  t.deepEqual(await env.s3.keys('bucket', 'bad-clock/'), []);
 });
 
 test('records of the wrong shape are rejected with a reason; the records around them arrive', async (t) => {

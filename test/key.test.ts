@@ -1,4 +1,5 @@
 import test from 'ava';
+import { ClockError } from '../lib/errors.js';
 import { checkPrefix, formatKey, MAX_PREFIX_BYTES, newIdentifier, normalizePrefix, parseKey, prefixProblem } from '../lib/key.js';
 
 const AT = Date.UTC(2019, 4, 25, 16, 14, 58, 123);
@@ -69,4 +70,13 @@ test('one rule for every prefix: no control characters, lone surrogates, "." or 
     t.is(prefixProblem(prefix), null, JSON.stringify(prefix.slice(0, 20)));
     t.deepEqual(checkPrefix(prefix), { prefix: normalizePrefix(prefix) });
   }
+});
+
+test('a time no key can be made of (NaN, not a number, before 1970, after 9999) is a ClockError, never an "Invalid DateTime" key', (t) => {
+  for (const bad of [Number.NaN, Infinity, -1, Date.UTC(10000, 0, 1), '2019-05-25' as unknown as number]) {
+    const err = t.throws(() => formatKey('test', bad, ID), { instanceOf: ClockError });
+    t.is(err?.code, 'ERR_S3SINK_CLOCK');
+    t.regex(err?.message ?? '', /^clock\.now\(\) returned .+: expected milliseconds since the epoch/);
+  }
+  t.is(formatKey('', Date.UTC(9999, 11, 31, 23, 59, 59), ID), `9999/12/31/23/9999-12-31-23-59-59-${ID}.gz`);
 });

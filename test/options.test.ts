@@ -80,3 +80,43 @@ test('sweepOrphans is at least the longest an upload can be live: the window, th
   const quick = { windowMs: 60_000, requestTimeoutMs: 10_000, retry: { attempts: 3, baseMs: 100, capMs: 1000 }, maxBufferedBytes: 16 * 1024 * 1024, partSize: 8 * 1024 * 1024, queueSize: 4 };
   t.is(orphanAgeFloor(resolveOptions(quick)), 60_000 + 2 * (3 * 10_000 + 100 + 200) + minutes10);
 });
+
+test('bucket names AWS reserves are refused: xn-- and sthree- prefixes, -s3alias and --ol-s3 suffixes', (t) => {
+  for (const [bucket, problem] of [
+    ['xn--logs', /not starting with xn-- \(reserved by AWS\)/],
+    ['sthree-logs', /not starting with sthree-/],
+    ['amzn-s3-demo-logs', /not starting with amzn-s3-demo-/],
+    ['logs-s3alias', /not ending with -s3alias \(reserved by AWS\)/],
+    ['logs--ol-s3', /not ending with --ol-s3/],
+    ['logs.mrap', /not ending with \.mrap/],
+    ['logs--x-s3', /not ending with --x-s3/],
+    ['logs--table-s3', /not ending with --table-s3/],
+  ] as const) {
+    optionError(t, { bucket }, 'bucket', problem);
+  }
+  t.notThrows(() => resolveOptions({ bucket: 'logs-xn--s3alias-ok' }));
+});
+
+test('maxObjectBytes below 2 (a one-byte line and its newline) is reported as maxObjectBytes, not as the maxLineBytes derived from it', (t) => {
+  optionError(t, { maxObjectBytes: 1 }, 'maxObjectBytes', /^option maxObjectBytes: got 1, expected an integer from 2 to /);
+  t.is(resolveOptions({ maxObjectBytes: 2 }).maxLineBytes, 1);
+});
+
+test('object options: encryption, storage class, tags, headers and bucket owner become the params of every object; mistakes name the option', (t) => {
+  t.deepEqual(resolveOptions({}).objectParams, { ContentType: 'application/gzip' });
+  t.deepEqual(resolveOptions({ sseKmsKeyId: 'alias/logs', tags: { a: 'b c' }, acl: 'bucket-owner-full-control' }).objectParams, {
+    ContentType: 'application/gzip',
+    ACL: 'bucket-owner-full-control',
+    ServerSideEncryption: 'aws:kms',
+    SSEKMSKeyId: 'alias/logs',
+    Tagging: 'a=b%20c',
+  });
+  t.true(Object.isFrozen(resolveOptions({ tags: { a: 'b' } }).objectParams));
+  optionError(t, { sse: 'aws:kms:dsse', sseBucketKey: true }, 'sseBucketKey', /S3 Bucket Keys are for SSE-KMS; sse is 'aws:kms:dsse'/);
+  optionError(t, { tags: Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, 'v'])) }, 'tags', /at most 10 tags \(S3's limit per object\); got 11/);
+  optionError(t, { tags: { a: 'b\nc' } }, 'tags', /letters, digits, spaces/);
+  optionError(t, { tags: ['a=b'] }, 'tags', /an object of tag keys and values/);
+  optionError(t, { contentType: 'text/plain\r\nX-Evil: 1' }, 'contentType', /a header value: 1 to 255 printable ASCII characters/);
+  optionError(t, { storageClass: 'standard' }, 'storageClass', /a storage class: STANDARD,/);
+  optionError(t, { expectedBucketOwner: 123456789012 }, 'expectedBucketOwner', /a 12-digit AWS account id/);
+});

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { ObjectCannedACL } from '@aws-sdk/client-s3';
 import type { SinkOptions } from '../options.js';
+import { parseListen, type ListenAddress } from './metrics.js';
+import { policyProblem, type PolicyRequest } from './policy.js';
 import { parseDuration, parseSize } from './units.js';
 
 /** A command-line mistake: the CLI prints the message and exits 2. */
@@ -17,6 +19,8 @@ export interface RunCommand {
   checksum: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' | undefined;
   check: boolean;
   quiet: boolean;
+  /** `--metrics-listen`: where to serve `/metrics`. */
+  metrics?: ListenAddress | undefined;
 }
 
 /** `s3-sink flush`: deliver what a spool holds, then exit. */
@@ -36,7 +40,7 @@ export type Command =
   | RunCommand
   | FlushCommand
   | { kind: 'demo'; quiet: boolean }
-  | { kind: 'policy'; bucket: string; principal: string }
+  | ({ kind: 'policy' } & PolicyRequest)
   | { kind: 'help' }
   | { kind: 'version' };
 
@@ -47,7 +51,8 @@ Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
   s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
-  s3-sink policy --bucket NAME --principal ARN  prints the minimal bucket policy as JSON
+  s3-sink policy --bucket NAME --principal ARN [--region R | --partition P] [--sse-kms-key-id ID] [--tag K=V]
+                                                prints the minimal bucket policy as JSON
   s3-sink --help | --version
 
 Destination:
@@ -61,6 +66,16 @@ Destination:
   --checksum MODE          when_supported (AWS default) or when_required (default with
                            --endpoint: several compatible stores reject CRC32 headers)
   --no-check               skip the check at start that the bucket exists (GetBucketLocation)
+
+Objects:
+  --sse MODE               server-side encryption: AES256, aws:kms or aws:kms:dsse
+  --sse-kms-key-id ID      the KMS key (id, ARN or alias); implies --sse aws:kms
+  --sse-bucket-key         with aws:kms: use an S3 Bucket Key (fewer KMS requests)
+  --storage-class CLASS    e.g. STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR (default: the bucket's)
+  --tag KEY=VALUE          a tag on every object (repeatable, at most 10)
+  --content-type T         the objects' Content-Type (default: application/gzip)
+  --content-encoding E     the objects' Content-Encoding, e.g. gzip (default: none)
+  --expected-bucket-owner ACCOUNT   fail unless this 12-digit account owns the bucket
 
 Batching and memory:
   --window D               batch window, aligned to the clock (default: 60s)
@@ -93,6 +108,8 @@ Failures:
 
 Output:
   --quiet                  no progress on stderr (errors, warnings and dead letters still print)
+  --metrics-listen ADDR    serve the stats as Prometheus text on http://ADDR/metrics; ADDR is
+                           PORT (loopback), HOST:PORT or [IPv6]:PORT, e.g. 9464 or 0.0.0.0:9464
 
 Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
@@ -112,6 +129,14 @@ const FLAGS = {
   acl: { type: 'string' },
   checksum: { type: 'string' },
   'no-check': { type: 'boolean' },
+  sse: { type: 'string' },
+  'sse-kms-key-id': { type: 'string' },
+  'sse-bucket-key': { type: 'boolean' },
+  'storage-class': { type: 'string' },
+  tag: { type: 'string', multiple: true },
+  'content-type': { type: 'string' },
+  'content-encoding': { type: 'string' },
+  'expected-bucket-owner': { type: 'string' },
   window: { type: 'string' },
   'max-object-size': { type: 'string' },
   'part-size': { type: 'string' },
@@ -133,7 +158,9 @@ const FLAGS = {
   'spool-max': { type: 'string' },
   'dead-letters': { type: 'boolean' },
   principal: { type: 'string' },
+  partition: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
+  'metrics-listen': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -152,6 +179,14 @@ export const FLAG_OF: Record<string, string> = {
   maxLineBytes: '--max-line',
   gzipLevel: '--gzip-level',
   acl: '--acl',
+  sse: '--sse',
+  sseKmsKeyId: '--sse-kms-key-id',
+  sseBucketKey: '--sse-bucket-key',
+  storageClass: '--storage-class',
+  tags: '--tag',
+  contentType: '--content-type',
+  contentEncoding: '--content-encoding',
+  expectedBucketOwner: '--expected-bucket-owner',
   deadLetter: '--dead-letter-dir',
   'retry.attempts': '--retry-attempts',
   'retry.baseMs': '--retry-base',
@@ -168,11 +203,12 @@ export const FLAG_OF: Record<string, string> = {
 export function parseCommand(argv: readonly string[]): Command {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: FLAGS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options: FLAGS, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     throw new UsageError(usageMessage(err as Error & { code?: string }));
   }
   const { values, positionals } = parsed;
+  onlyOnce(parsed.tokens);
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   const [verb, ...extra] = positionals;
@@ -194,12 +230,24 @@ export function parseCommand(argv: readonly string[]): Command {
     return { kind: 'demo', quiet: values.quiet ?? false };
   }
   if (verb === 'policy') {
-    onlyFlags(values, ['bucket', 'principal'], 'policy');
+    onlyFlags(values, ['bucket', 'principal', 'region', 'partition', 'sse-kms-key-id', 'tag'], 'policy');
     if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket the policy is for)');
     if (!values.principal) throw new UsageError('missing --principal ARN (who runs s3-sink, e.g. arn:aws:iam::123456789012:role/shipper)');
-    return { kind: 'policy', bucket: values.bucket, principal: values.principal };
+    const request: PolicyRequest = {
+      bucket: values.bucket,
+      principal: values.principal,
+      region: values.region,
+      partition: values.partition,
+      kmsKey: values['sse-kms-key-id'],
+      tagged: tagFlags(values.tag) !== undefined,
+    };
+    const problem = policyProblem(request);
+    if (problem !== null) throw new UsageError(problem);
+    return { kind: 'policy', ...request };
   }
-  if (values.principal !== undefined) throw new UsageError('--principal goes with the policy command');
+  for (const flag of ['principal', 'partition'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the policy command`);
+  }
   if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket to write to)');
 
   const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input: 'lines' };
@@ -214,6 +262,15 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['max-uploads'] !== undefined) sink.maxUploads = count('--max-uploads', values['max-uploads']);
   if (values['gzip-level'] !== undefined) sink.gzipLevel = count('--gzip-level', values['gzip-level'], 0);
   if (values.acl !== undefined) sink.acl = values.acl as ObjectCannedACL;
+  if (values.sse !== undefined) sink.sse = values.sse as NonNullable<SinkOptions['sse']>;
+  if (values['sse-kms-key-id'] !== undefined) sink.sseKmsKeyId = values['sse-kms-key-id'];
+  if (values['sse-bucket-key']) sink.sseBucketKey = true;
+  if (values['storage-class'] !== undefined) sink.storageClass = values['storage-class'].toUpperCase() as NonNullable<SinkOptions['storageClass']>;
+  const tags = tagFlags(values.tag);
+  if (tags !== undefined) sink.tags = tags;
+  if (values['content-type'] !== undefined) sink.contentType = values['content-type'];
+  if (values['content-encoding'] !== undefined) sink.contentEncoding = values['content-encoding'];
+  if (values['expected-bucket-owner'] !== undefined) sink.expectedBucketOwner = values['expected-bucket-owner'];
   if (values['parallel-gzip']) sink.parallelGzip = true;
   if (values['dead-letter-dir'] !== undefined) sink.deadLetter = values['dead-letter-dir'];
   if (values['request-timeout'] !== undefined) sink.requestTimeoutMs = duration('--request-timeout', values['request-timeout']);
@@ -238,6 +295,7 @@ export function parseCommand(argv: readonly string[]): Command {
     ...s3Flags(values),
     check: !values['no-check'],
     quiet: values.quiet ?? false,
+    metrics: values['metrics-listen'] === undefined ? undefined : listen(values['metrics-listen']),
   };
 }
 
@@ -273,10 +331,45 @@ function usageMessage(err: Error & { code?: string }): string {
   }
 }
 
+/** `--tag KEY=VALUE`, each given once, as an object; `undefined` when there is none. */
+function tagFlags(flags: string[] | undefined): Record<string, string> | undefined {
+  if (flags === undefined) return undefined;
+  const tags: Record<string, string> = {};
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    if (eq < 1) throw new UsageError(`--tag: ${JSON.stringify(flag)} is not KEY=VALUE`);
+    const key = flag.slice(0, eq);
+    if (Object.hasOwn(tags, key)) throw new UsageError(`--tag: the key ${JSON.stringify(key)} is given twice`);
+    tags[key] = flag.slice(eq + 1);
+  }
+  return tags;
+}
+
+/** A flag given twice is a mistake (parseArgs would silently keep the last value); `multiple` flags are the exception. */
+function onlyOnce(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): void {
+  const seen = new Map<string, string | undefined>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.name === undefined) continue;
+    if ((FLAGS as Record<string, { multiple?: boolean }>)[token.name]?.multiple) continue;
+    if (seen.has(token.name)) {
+      const first = seen.get(token.name);
+      const values = first === undefined ? '' : ` (${JSON.stringify(first)}, then ${JSON.stringify(token.value)})`;
+      throw new UsageError(`--${token.name} is given twice${values}: name it once`);
+    }
+    seen.set(token.name, token.value);
+  }
+}
+
 function onlyFlags(values: Record<string, unknown>, allowed: string[], command: string): void {
   for (const [name, value] of Object.entries(values)) {
     if (value !== undefined && !allowed.includes(name)) throw new UsageError(`--${name} does not go with the ${command} command`);
   }
+}
+
+function listen(text: string): ListenAddress {
+  const address = parseListen(text);
+  if (address === null) throw new UsageError(`--metrics-listen: ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPv6]:PORT (like 9464 or 0.0.0.0:9464)`);
+  return address;
 }
 
 function duration(flag: string, text: string): number {

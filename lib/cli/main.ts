@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { S3SinkError } from '../errors.js';
 import { parseCommand, USAGE, UsageError } from './args.js';
 import { bucketPolicy } from './policy.js';
 import type { Io } from './run.js';
@@ -22,7 +23,7 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
         return 0;
       }
       case 'policy':
-        io.stdout.write(`${JSON.stringify(bucketPolicy(command.bucket, command.principal), null, 2)}\n`);
+        io.stdout.write(`${JSON.stringify(bucketPolicy(command), null, 2)}\n`);
         return 0;
       // The AWS SDK loads only for the commands that talk to S3 (--help stays quick).
       case 'demo': {
@@ -42,6 +43,11 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
     if (err instanceof UsageError) {
       io.stderr.write(`s3-sink: ${err.message}\n`);
       return 2;
+    }
+    // Installed from the registry, s3rver is not there: one line saying how to get it, not a stack trace.
+    if (err instanceof S3SinkError && err.code === 'ERR_S3SINK_NO_S3RVER') {
+      io.stderr.write(`s3-sink: ${err.message}\n`);
+      return 1;
     }
     throw err;
   }

@@ -7,6 +7,7 @@ import { LineCounter } from '../lines.js';
 import { s3Sink, type S3Sink } from '../sink.js';
 import { FLAG_OF, UsageError, type RunCommand } from './args.js';
 import { checkBucket } from './check.js';
+import { startMetricsServer, type MetricsServer } from './metrics.js';
 import { Progress, type ProgressOutput } from './progress.js';
 
 export interface Io {
@@ -124,6 +125,26 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   sink.on('swept', (result) => progress.swept(result));
   sink.on('recovered', (r) => progress.note(`recovered from the spool: ${r.events} events in ${r.batches} batches that an earlier run left, delivered`));
 
+  let metrics: MetricsServer | null = null;
+  if (cmd.metrics !== undefined) {
+    try {
+      metrics = await startMetricsServer(cmd.metrics, () => sink.stats());
+    } catch (err) {
+      sink.destroy();
+      progress.note(`--metrics-listen: cannot listen on ${cmd.metrics.host} port ${cmd.metrics.port}: ${messageOf(err)}`);
+      return { code: 1, receipts };
+    }
+    if (!cmd.quiet) progress.note(`metrics at ${metrics.url}`);
+  }
+  try {
+    return await deliver(cmd, input, io, sink, progress, receipts);
+  } finally {
+    await metrics?.close();
+  }
+}
+
+/** The run itself, once the sink (and the metrics server) are up: the check, then stdin to S3. */
+async function deliver(cmd: RunCommand, input: Readable, io: Io, sink: S3Sink, progress: Progress, receipts: Receipt[]): Promise<RunResult> {
   const client = sink.context.client;
   let region: string;
   try {
@@ -133,7 +154,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
     throw new UsageError('no AWS region: pass --region or set AWS_REGION (or a region in ~/.aws/config)');
   }
   if (cmd.check) {
-    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`);
+    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`, sink.context.options.objectParams.ExpectedBucketOwner);
     if (check) progress.note(check.problem);
     if (check?.fatal) {
       sink.destroy();

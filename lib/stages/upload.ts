@@ -195,7 +195,7 @@ export class Uploader extends Writable {
     if (job.ended) body.end();
     const upload = new Upload({
       client: this.#client(job),
-      params: { Bucket: bucket, Key: key, Body: body, ContentType: 'application/gzip', ...(options.acl ? { ACL: options.acl } : {}) },
+      params: { ...options.objectParams, Bucket: bucket, Key: key, Body: body },
       partSize: options.partSize,
       queueSize: options.queueSize,
       leavePartsOnError: false,

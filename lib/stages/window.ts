@@ -56,7 +56,13 @@ export class Window extends Transform {
 
   override _transform(groups: Routed[], _encoding: BufferEncoding, callback: TransformCallback): void {
     const out: LinesPiece[] = [];
-    const pending = this.#admit(groups, out);
+    let pending: Promise<void> | null;
+    try {
+      pending = this.#admit(groups, out);
+    } catch (err) {
+      callback(err as Error); // a clock that gives no time (ClockError): the sink fails, naming it
+      return;
+    }
     if (pending === null) {
       this.#pushAll(out);
       callback();

@@ -24,6 +24,8 @@ export interface Logged {
   status: number;
   /** Request body bytes that reached s3rver. */
   bytes: number;
+  /** The request's headers, as the client sent them (lower-case names). */
+  headers: http.IncomingHttpHeaders;
 }
 
 /** What to do with a request: pass it on, or a fault. */
@@ -108,7 +110,7 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
   let active = 0;
   const server = http.createServer((req, res) => {
     const operation = operationOf(req.method ?? 'GET', req.url ?? '/');
-    const entry: Logged = { operation, method: req.method ?? '', url: req.url ?? '', status: 0, bytes: 0 };
+    const entry: Logged = { operation, method: req.method ?? '', url: req.url ?? '', status: 0, bytes: 0, headers: { ...req.headers } };
     log.push(entry);
     const fault = options.fault?.(operation, req) ?? { kind: 'pass' };
     if (fault.kind === 'status') {
