@@ -33,7 +33,7 @@ export async function runDemo(io: Io, stdout: NodeJS.WritableStream, quiet: bool
   try {
     if (!quiet) io.stderr.write(`s3-sink: demo: embedded S3 (s3rver) at ${s3.endpoint}, bucket ${bucket}\n`);
     const result = await runSink(
-      { kind: 'run', sink: { bucket, prefix: 'app/{service}/', input: 'lines' }, endpoint: s3.endpoint, region: undefined, checksum: undefined, check: true, quiet },
+      { kind: 'run', sink: { bucket, prefix: 'app/{service}/', input: 'lines', windowMs: 3_600_000 }, endpoint: s3.endpoint, region: undefined, checksum: undefined, check: true, quiet },
       sampleLines(30_000),
       io,
       { credentials: s3.s3Config.credentials },
