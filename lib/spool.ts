@@ -203,6 +203,41 @@ export class Spool {
     });
   }
 
+  /**
+   * A segment an earlier run left, being delivered again: taken in, so that a
+   * multipart upload started for it is noted too (a crash during recovery
+   * leaves none behind). Notes wait until `repair` has cut the segment to its
+   * whole records and kept the whole lines of a torn last one as a record of
+   * their own (appended after a torn tail, a note could never be read).
+   * Once the segment has been read, `repair`; if reading it failed, `release`
+   * (notes go on without a repair).
+   */
+  adopt(batch: { bucket: string; key: string }): { repair(validBytes: number, salvaged: Buffer | null): Promise<void>; release(): void } {
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const segment: Segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: gate, dirty: false, pending: [], pendingEvents: 0, named: true };
+    this.#segments.set(batch.key, segment);
+    let repaired: Promise<void> | null = null;
+    const repair = async (validBytes: number, salvaged: Buffer | null) => {
+      try {
+        segment.size = validBytes;
+        this.#bytes += validBytes;
+        const file = await this.#file(segment, 'r+');
+        if ((await file.stat()).size !== validBytes || (salvaged !== null && salvaged.length > 0)) {
+          await file.truncate(validBytes);
+          if (salvaged !== null && salvaged.length > 0) await this.#write(segment, [recordHead(DATA, salvaged), salvaged]);
+          segment.dirty = true;
+          await this.#sync(segment);
+        }
+      } catch (err) {
+        this.#hooks.warn('S3SINK_SPOOL_REPAIR_FAILED', `could not cut ${segment.path} to its whole records: ${messageOf(err)}; uploads of it are not noted`);
+      } finally {
+        open();
+      }
+    };
+    return { repair: (validBytes, salvaged) => (repaired ??= repair(validBytes, salvaged)), release: open };
+  }
+
   /** A multipart upload started for the batch: noted, so a recovery can abort it. Never fails the caller. */
   noteUpload(key: string, uploadId: string): void {
     const segment = this.#segments.get(key);

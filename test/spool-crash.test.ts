@@ -101,7 +101,7 @@ test.serial("kill -9 at 20 seeded points, fsync 'always': the same", async (t) =
   await crashLoop(t, 'always', 4242, 20);
 });
 
-test.serial('kill -9 with a multipart upload under way: the restart aborts the upload the segment noted and delivers the batch whole, once', async (t) => {
+test.serial('kill -9 with a multipart upload under way, twice (the second time during recovery): the restart aborts both uploads and delivers the batch whole, once', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 's3-sink-crash-mpu-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const uploadIdOf = (url: string) => new URL(url, 'http://x').searchParams.get('uploadId');
@@ -120,12 +120,22 @@ test.serial('kill -9 with a multipart upload under way: the restart aborts the u
   const uploadId = uploadIdOf(started!.url);
   t.is(durable.length, 8000, 'every event was durable before the window closed');
 
-  // Run 2, on the same spool with no input: abort the noted upload, deliver the batch.
+  // Run 2, recovering it: its own upload of the batch stalls at completion too, and it is killed there.
+  const recovering = spawn(process.execPath, ['--import', 'tsx', CHILD, env.proxy.endpoint, dir, 'interval', 'mpu', '8000', '0'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const recoveringGone = new Promise<void>((resolve) => recovering.on('close', () => resolve()));
+  await eventually(() => env.proxy.log.filter((l) => l.operation === 'CompleteMultipartUpload').length >= 2, 'the recovery\'s stalled completion', 60_000);
+  recovering.kill('SIGKILL');
+  await recoveringGone;
+  const secondId = uploadIdOf([...env.proxy.log].reverse().find((l) => l.operation === 'UploadPart')!.url);
+  t.not(secondId, uploadId);
+
+  // Run 3, on the same spool with no input: abort both noted uploads, deliver the batch.
   stallComplete = false;
   const last = await run(dir, 'interval', 'mpu', 8000, 0, null, env.proxy.endpoint);
   t.true(last.done);
   const aborts = env.proxy.log.filter((l) => l.operation === 'AbortMultipartUpload').map((l) => uploadIdOf(l.url));
   t.true(aborts.includes(uploadId), `AbortMultipartUpload of ${uploadId}: ${aborts.join(', ')}`);
+  t.true(aborts.includes(secondId), `AbortMultipartUpload of ${secondId} (started during recovery): ${aborts.join(', ')}`);
   const seen = await eventsInS3('mpu/');
   t.is(seen.size, 8000);
   t.deepEqual([...seen.values()].filter((count) => count !== 1), []);

@@ -182,6 +182,7 @@ export class SpoolStage extends Duplex {
     const spool = this.#spool;
     const { ledger } = this.#ctx;
     const { path } = replay;
+    let adopted: ReturnType<Spool['adopt']> | null = null;
     const reader = new SegmentReader(path);
     try {
       await reader.open();
@@ -217,6 +218,7 @@ export class SpoolStage extends Duplex {
         bytes: 0,
         streaming: reader.size >= STREAM_AFTER_BYTES,
       };
+      adopted = replay.recovered ? spool.adopt(batch) : null;
       if (replay.recovered) {
         this.#unsettled.add(batch.key);
         this.#recovering.add(batch.key);
@@ -267,6 +269,8 @@ export class SpoolStage extends Duplex {
       } else if (tail.kind === 'corrupt') {
         this.#ctx.warn('S3SINK_SPOOL_CORRUPT', `spool segment of s3://${batch.bucket}/${batch.key} is damaged at byte ${tail.offset}: the ${tail.bytes} bytes from there are not delivered`);
       }
+      // Cut to what is delivered, so that notes of this delivery's uploads can be read after a crash.
+      if (!this.destroyed) await adopted?.repair(reader.position, tail.kind === 'torn' ? wholeLines(tail.present) : null);
       if (pendingBytes > 0) await send(Buffer.concat(pending, pendingBytes));
       await reader.close();
       if (this.destroyed) return;
@@ -286,6 +290,7 @@ export class SpoolStage extends Duplex {
       ledger.markClosed(batch);
       await this.#pushWhenWanted([replay.acks ? { batch, end: true, acks: replay.acks } : { batch, end: true }]);
     } finally {
+      adopted?.release();
       await reader.close().catch(() => {});
     }
   }
