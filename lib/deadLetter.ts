@@ -1,5 +1,5 @@
-import { createReadStream, mkdirSync } from 'node:fs';
-import { readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { SinkContext } from './context.js';
@@ -70,10 +70,9 @@ export async function redeliverDeadLetters(ctx: SinkContext, root: string): Prom
     const letter = JSON.parse(await readFile(sidecar, 'utf8')) as DeadLetter;
     const path = sidecar.slice(0, -'.json'.length);
     try {
-      const { size } = await stat(path);
-      await ctx.transport.send(
-        new PutObjectCommand({ ...ctx.options.objectParams, Bucket: letter.bucket, Key: letter.key, Body: createReadStream(path), ContentLength: size }),
-      );
+      // A Buffer, not a stream: the transport sends the same command again on a retry, and a stream is read once.
+      const body = await readFile(path);
+      await ctx.transport.send(new PutObjectCommand({ ...ctx.options.objectParams, Bucket: letter.bucket, Key: letter.key, Body: body, ContentLength: body.length }));
       await unlink(path);
       await unlink(sidecar);
       result.delivered.push({ ...letter, path });

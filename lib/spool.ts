@@ -71,7 +71,7 @@ export class SpoolLockedError extends S3SinkError {
 /** The spool could not write or read its files (other than a full disk, which is waited out). */
 export class SpoolError extends S3SinkError {
   constructor(message: string, cause: unknown) {
-    super('ERR_S3SINK_SPOOL', `${message}: ${messageOf(cause)}`, { cause });
+    super('ERR_S3SINK_SPOOL', cause == null ? message : `${message}: ${messageOf(cause)}`, cause == null ? undefined : { cause });
   }
 }
 
@@ -129,6 +129,8 @@ export class Spool {
   /** The directory's real path, as HELD knows it. */
   readonly #held: string;
   #closed = false;
+  /** Batches being moved to dead/ now. */
+  readonly #burying = new Set<Promise<unknown>>();
   #closing: Promise<void> | null = null;
 
   constructor(options: ResolvedSpool, hooks: SpoolHooks) {
@@ -266,7 +268,18 @@ export class Spool {
    * the same .gz object under the same key, with a JSON sidecar (`s3-sink flush
    * --dead-letters` or `aws s3 cp` puts it where it belonged); then the segment goes.
    */
-  async bury(batch: { bucket: string; key: string }, letter: Omit<DeadLetter, 'path' | 'compressedBytes' | 'acks'>, gzipLevel: number): Promise<DeadLetter> {
+  bury(batch: { bucket: string; key: string }, letter: Omit<DeadLetter, 'path' | 'compressedBytes' | 'acks'>, gzipLevel: number): Promise<DeadLetter> {
+    // close() waits for it: the lock must not go while a batch is half moved to dead/.
+    const burying = this.#buryNow(batch, letter, gzipLevel);
+    const tracked: Promise<void> = burying.then(
+      () => void this.#burying.delete(tracked),
+      () => void this.#burying.delete(tracked),
+    );
+    this.#burying.add(tracked);
+    return burying;
+  }
+
+  async #buryNow(batch: { bucket: string; key: string }, letter: Omit<DeadLetter, 'path' | 'compressedBytes' | 'acks'>, gzipLevel: number): Promise<DeadLetter> {
     await this.#forget(batch.key);
     const source = this.pathOf(batch.bucket, batch.key);
     const target = this.#dead.pathOf(batch);
@@ -276,6 +289,9 @@ export class Spool {
     await reader.open();
     try {
       await pipeline(Readable.from(dataOf(reader)), createGzip({ level: gzipLevel }), createWriteStream(temporary));
+    } catch (err) {
+      await unlink(temporary).catch(() => {});
+      throw err;
     } finally {
       await reader.close();
     }
@@ -326,7 +342,7 @@ export class Spool {
     this.#timer = null;
     this.#wakeRoom();
     const released = [...this.#segments.values()].map((segment) => segment.chain.then(() => this.#release(segment)).catch(() => {}));
-    this.#closing = Promise.all(released).then(() => this.#unlock());
+    this.#closing = Promise.all([...released, ...this.#burying]).then(() => this.#unlock());
     return this.#closing;
   }
 
@@ -397,7 +413,8 @@ export class Spool {
   }
 
   async #sync(segment: Segment): Promise<void> {
-    if (!segment.dirty) return;
+    // Forgotten meanwhile (delivered, or moved to dead/): the group-commit timer must not open it again.
+    if (!segment.dirty || this.#segments.get(segment.key) !== segment) return;
     segment.dirty = false;
     const file = await this.#file(segment, 'r+');
     try {

@@ -7,7 +7,8 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { s3Sink, SpoolLockedError, type FsyncPolicy, type S3Sink, type SinkWarning } from '../lib/index.js';
+import { S3Client } from '@aws-sdk/client-s3';
+import { s3Sink, SpoolLockedError, type DeadLetter, type FsyncPolicy, type S3Sink, type SinkWarning } from '../lib/index.js';
 import { formatKey, newIdentifier } from '../lib/key.js';
 import { DATA, encodeHeader, RECORD_HEADER_BYTES, recordHead } from '../lib/segment.js';
 import { fixedClock } from './helpers/clock.js';
@@ -225,4 +226,35 @@ test.serial('a leftover larger than a budget of under two parts (5.875 MiB, part
   const lines = await env.s3.lines('bucket', key);
   t.is(lines.length, 12 * 16 * 64);
   t.true(sink.stats().peakBufferedBytes <= 5.875 * MiB + 5 * MiB + 2 * MiB, `peak ${sink.stats().peakBufferedBytes}`);
+});
+
+test.serial('a batch sent back to the spool whose segment is gone before its turn: reported lost with its acks, and close() rejects instead of waiting forever', async (t) => {
+  const dir = await tempDir(t, 'sent-back-gone');
+  const real = new S3Client({ maxAttempts: 1, ...env.s3.s3Config });
+  t.teardown(() => real.destroy());
+  let refused = 0;
+  // The first PutObject is answered 503 SlowDown (can pass): the batch goes back to the spool.
+  const client = {
+    config: real.config,
+    async send(command: { constructor: { name: string } }, options?: unknown) {
+      if (command.constructor.name === 'PutObjectCommand' && refused++ === 0) {
+        throw Object.assign(new Error('Slow Down'), { name: 'SlowDown', Code: 'SlowDown', $fault: 'server', $metadata: { httpStatusCode: 503 } });
+      }
+      return real.send(command as never, options as never);
+    },
+  } as unknown as S3Client;
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'sent-back/', client, clock: fixedClock(), spool: { dir }, retry: { attempts: 1 } });
+  const letters: DeadLetter[] = [];
+  sink.on('dead-letter', (l: DeadLetter) => letters.push(l));
+  const sentBack = new Promise<void>((resolve) => sink.on('warning', (w: SinkWarning) => w.code === 'S3SINK_REDELIVER' && resolve()));
+  for (let n = 0; n < 10; n++) sink.write({ payload: { n }, ack: n });
+  const closing = sink.close();
+  await sentBack;
+  for (const name of readdirSync(dir).filter((n) => n.endsWith('.seg'))) await rm(join(dir, name)); // gone before the retry
+  const error = await t.throwsAsync(closing);
+  t.regex(error!.message, /upload of s3:\/\/bucket\/sent-back\/\S+ failed and its spool segment \S+ is gone: its 10 events are not delivered/);
+  t.is(letters.length, 1);
+  t.is(letters[0]!.path, null);
+  t.deepEqual(letters[0]!.acks, Array.from({ length: 10 }, (_, n) => n));
+  t.is(sink.stats().lostEvents, 10);
 });

@@ -163,6 +163,8 @@ async function deliver(cmd: RunCommand, input: Readable, io: Io, sink: S3Sink, p
   }
 
   const gate = new LineGate(sink.context.options.maxLineBytes + 2);
+  // It fails only on a write after its end, which the signal handler checks for; a slip must not crash the run.
+  gate.on('error', () => {});
   // Counted as stdin gives them: events still in stream buffers, not yet parsed, were read too.
   const read = new LineCounter();
   let signals = 0;
@@ -174,10 +176,10 @@ async function deliver(cmd: RunCommand, input: Readable, io: Io, sink: S3Sink, p
       return;
     }
     input.unpipe(gate);
-    // What the input stream has read from the OS but not yet passed on was read too.
-    for (let chunk = input.read() as Buffer | null; chunk !== null; chunk = input.read() as Buffer | null) gate.write(chunk);
+    // What the input stream has read from the OS but not yet passed on was read too (unless the input has ended already: a read error).
+    if (!gate.writableEnded) for (let chunk = input.read() as Buffer | null; chunk !== null; chunk = input.read() as Buffer | null) gate.write(chunk);
     input.destroy();
-    gate.stop();
+    if (!gate.writableEnded) gate.stop();
     progress.note(`${signal}: stopped reading stdin; flushing ${sink.stats().openBatches} open batches (send ${signal} again to leave at once)`);
   };
   for (const signal of STOP_SIGNALS) io.signals.on(signal, onSignal);

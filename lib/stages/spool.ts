@@ -6,7 +6,7 @@ import { messageOf } from '../errors.js';
 import { compressorBytes } from '../ledger.js';
 import { abortMultipartUpload } from '../multipart.js';
 import { countLines, DATA, decodeHeader, HEADER, SegmentReader, UPLOAD, wholeLines } from '../segment.js';
-import type { Spool } from '../spool.js';
+import { SpoolError, type Spool } from '../spool.js';
 import { STREAM_AFTER_BYTES } from './window.js';
 
 /**
@@ -33,8 +33,8 @@ interface Replay {
   path: string;
   /** Acks that come back when it is delivered (a retry's; a leftover has none). */
   acks: Acks;
-  /** Left by an earlier run (else sent back by an upload of this one). */
-  recovered: boolean;
+  /** Left by an earlier run (`null`), else the batch of this run an upload sent back. */
+  sentBack: Batch | null;
 }
 
 /** Data is read back from a segment in pieces of about this size. */
@@ -56,6 +56,8 @@ export class SpoolStage extends Duplex {
   readonly #redeliveries = new Map<string, number>();
   #readWaiters: (() => void)[] = [];
   #onFinal: (() => void) | null = null;
+  /** What the stage fails with at its end: a batch sent back whose segment was gone. */
+  #lostError: Error | null = null;
   /** Leftovers not yet delivered (or found empty); `'recovered'` is reported when it reaches 0. */
   #recovery = { left: 0, batches: 0, events: 0, bytes: 0 };
   readonly #recovering = new Set<string>();
@@ -68,7 +70,7 @@ export class SpoolStage extends Duplex {
       settled: (key) => this.#settled(key),
       redeliver: (batch, acks, reason) => this.#redeliverLater(batch, acks, reason),
     };
-    for (const path of spool.leftovers) this.#queue.push({ path, acks: null, recovered: true });
+    for (const path of spool.leftovers) this.#queue.push({ path, acks: null, sentBack: null });
     this.#recovery.left = spool.leftovers.length;
     if (this.#queue.length > 0) this.#pump();
   }
@@ -111,7 +113,7 @@ export class SpoolStage extends Duplex {
         if (unended.length > 0) this.push(unended.map((batch): BytesPiece => ({ batch, end: true })));
         this.#onFinal = () => {
           this.push(null);
-          callback();
+          callback(this.#lostError);
         };
         this.#maybeFinal();
       },
@@ -130,6 +132,22 @@ export class SpoolStage extends Duplex {
   #pushWhenWanted(chunk: BytesPiece[]): Promise<void> {
     if (this.push(chunk)) return Promise.resolve();
     return new Promise((resume) => this.#readWaiters.push(resume));
+  }
+
+  /**
+   * A batch sent back to the spool whose segment is gone or unreadable when
+   * its turn comes (removed by hand, the directory deleted): nothing is left
+   * to deliver. Reported like a batch lost without a spool (its acks with it,
+   * `path: null`), and the sink fails at its end.
+   */
+  #lost(replay: Replay, batch: Batch, why: string): void {
+    const { counters, options } = this.#ctx;
+    const error = new SpoolError(`upload of s3://${batch.bucket}/${batch.key} failed and ${why}: its ${batch.events} events are not delivered`, null);
+    this.#lostError ??= error;
+    counters.lostBatches += 1;
+    counters.lostEvents += batch.events;
+    this.#ctx.report('dead-letter', { bucket: batch.bucket, key: batch.key, path: null, code: 'ERR_S3SINK_SPOOL', error: error.message, time: new Date(options.clock.now()).toISOString(), events: batch.events, bytes: batch.bytes, compressedBytes: 0, acks: (replay.acks ?? []) as unknown[] });
+    this.#settled(batch.key);
   }
 
   #settled(key: string): void {
@@ -157,7 +175,7 @@ export class SpoolStage extends Duplex {
     this.#ctx.warn('S3SINK_REDELIVER', `upload of s3://${batch.bucket}/${batch.key} failed (${messageOf(reason)}); it stays in the spool and is delivered again in ${Math.round(delay / 1000)} s`);
     const timer = setTimeout(() => {
       this.#retryTimers.delete(timer);
-      this.#queue.push({ path: this.#spool.pathOf(batch.bucket, batch.key), acks, recovered: false });
+      this.#queue.push({ path: this.#spool.pathOf(batch.bucket, batch.key), acks, sentBack: batch });
       this.#pump();
     }, delay);
     this.#retryTimers.add(timer);
@@ -189,7 +207,8 @@ export class SpoolStage extends Duplex {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         // Gone before its turn (delivered by hand, or removed): nothing to deliver, but it counts as done.
-        if (replay.recovered) this.#recoveredOne();
+        if (replay.sentBack === null) this.#recoveredOne();
+        else this.#lost(replay, replay.sentBack, `its spool segment ${path} is gone`);
         return;
       }
       throw err;
@@ -203,7 +222,8 @@ export class SpoolStage extends Duplex {
         // Not even a whole header: created, nothing written. A damaged one (bad crc, unknown type) may have events after it: kept.
         if (first === null && reader.tail.kind !== 'corrupt') await spool.removePath(path);
         else this.#ctx.warn('S3SINK_SPOOL_UNREADABLE', `spool segment ${path} cannot be read (${first === null ? 'header record damaged' : header}): moved to ${await spool.moveToDead(path, `unreadable-${Date.now()}-${basename(path)}`)}`);
-        if (replay.recovered) this.#recoveredOne();
+        if (replay.sentBack === null) this.#recoveredOne();
+        else this.#lost(replay, replay.sentBack, `its spool segment ${path} cannot be read`);
         return;
       }
       const slash = header.key.lastIndexOf('/');
@@ -218,8 +238,8 @@ export class SpoolStage extends Duplex {
         bytes: 0,
         streaming: reader.size >= STREAM_AFTER_BYTES,
       };
-      adopted = replay.recovered ? spool.adopt(batch) : null;
-      if (replay.recovered) {
+      adopted = replay.sentBack === null ? spool.adopt(batch) : null;
+      if (replay.sentBack === null) {
         this.#unsettled.add(batch.key);
         this.#recovering.add(batch.key);
         // What an earlier run left counts against maxBytes until it is delivered.
@@ -275,12 +295,12 @@ export class SpoolStage extends Duplex {
       await reader.close();
       if (this.destroyed) return;
       // Multipart uploads an earlier run left: aborted (one this run gave up on, lib-storage aborted already).
-      if (replay.recovered) for (const id of uploads) await abortMultipartUpload(this.#ctx, batch.bucket, batch.key, id);
+      if (replay.sentBack === null) for (const id of uploads) await abortMultipartUpload(this.#ctx, batch.bucket, batch.key, id);
       if (batch.events === 0) {
         await spool.remove(batch);
         return;
       }
-      if (replay.recovered) {
+      if (replay.sentBack === null) {
         this.#recovery.batches += 1;
         this.#recovery.events += batch.events;
         this.#recovery.bytes += batch.bytes;
