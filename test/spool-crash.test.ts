@@ -48,17 +48,6 @@ function run(dir: string, fsync: FsyncPolicy, prefix: string, from: number, coun
   });
 }
 
-/** Every event number in the bucket under `prefix`, with how often it appears. */
-async function eventsInS3(prefix: string): Promise<Map<number, number>> {
-  const seen = new Map<number, number>();
-  for (const key of await env.s3.keys('bucket', prefix)) {
-    for (const line of await env.s3.lines('bucket', key)) {
-      const { n } = JSON.parse(line) as { n: number };
-      seen.set(n, (seen.get(n) ?? 0) + 1);
-    }
-  }
-  return seen;
-}
 
 async function crashLoop(t: import('ava').ExecutionContext, fsync: FsyncPolicy, seed: number, runs: number): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 's3-sink-crash-'));
@@ -77,7 +66,7 @@ async function crashLoop(t: import('ava').ExecutionContext, fsync: FsyncPolicy, 
   const last = await run(dir, fsync, fsync, runs * PER_RUN, 0, null);
   t.true(last.done);
 
-  const seen = await eventsInS3(`${fsync}/`);
+  const seen = await env.s3.countEvents('bucket', `${fsync}/`);
   // The events of each run's range sit on three prefixes; check each event once.
   const twice = [...seen].filter(([, count]) => count > 1).map(([n]) => n);
 
@@ -136,7 +125,7 @@ test.serial('kill -9 with a multipart upload under way, twice (the second time d
   const aborts = env.proxy.log.filter((l) => l.operation === 'AbortMultipartUpload').map((l) => uploadIdOf(l.url));
   t.true(aborts.includes(uploadId), `AbortMultipartUpload of ${uploadId}: ${aborts.join(', ')}`);
   t.true(aborts.includes(secondId), `AbortMultipartUpload of ${secondId} (started during recovery): ${aborts.join(', ')}`);
-  const seen = await eventsInS3('mpu/');
+  const seen = await env.s3.countEvents('bucket', 'mpu/');
   t.is(seen.size, 8000);
   t.deepEqual([...seen.values()].filter((count) => count !== 1), []);
   t.deepEqual((await readdir(dir)).sort(), ['dead']);

@@ -126,17 +126,6 @@ test.serial('one spool directory reached by two paths (a symlink) in one process
   t.false(readdirSync(dir).includes('lock'), 'the lock is freed at the end');
 });
 
-/** Every event number under `prefix` in the bucket, with how often it appears. */
-async function eventsInS3(prefix: string): Promise<Map<number, number>> {
-  const seen = new Map<number, number>();
-  for (const key of await env.s3.keys('bucket', prefix)) {
-    for (const line of await env.s3.lines('bucket', key)) {
-      const { n } = JSON.parse(line) as { n: number };
-      seen.set(n, (seen.get(n) ?? 0) + 1);
-    }
-  }
-  return seen;
-}
 
 for (const fsync of ['never', 'interval', 'always'] as FsyncPolicy[]) {
   test.serial(`destroy() mid-run, then a new sink on the same spool at 'close' (fsync '${fsync}'): no 'durable' after 'close', every durable event in S3 once`, async (t) => {
@@ -163,7 +152,7 @@ for (const fsync of ['never', 'interval', 'always'] as FsyncPolicy[]) {
     await again.close();
 
     t.is(durableAfterClose, 0, "no 'durable' after 'close'");
-    const seen = await eventsInS3(prefix);
+    const seen = await env.s3.countEvents('bucket', prefix);
     t.deepEqual([...seen].filter(([, count]) => count > 1), [], 'no event twice');
     t.deepEqual([...durable].filter((n) => !seen.has(n)), [], 'every event reported durable is in S3');
     t.deepEqual([...seen.keys()].filter((n) => n >= SENT), [], 'nothing unsent');

@@ -17,6 +17,8 @@ export interface TestS3 extends LocalS3 {
   body(bucket: string, key: string): Promise<Buffer>;
   /** The lines of an object (without their `\n`); asserts the body ends with `\n`. */
   lines(bucket: string, key: string): Promise<string[]>;
+  /** For JSON lines with a number `n`: each `n` under `prefix`, with how many times it appears. */
+  countEvents(bucket: string, prefix: string): Promise<Map<number, number>>;
 }
 
 export async function startS3(buckets: string[] = ['bucket']): Promise<TestS3> {
@@ -27,25 +29,37 @@ export async function startS3(buckets: string[] = ['bucket']): Promise<TestS3> {
     return Buffer.from(await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
   };
   const body = async (bucket: string, key: string) => gunzipAsync(await raw(bucket, key));
+  const keys = async (bucket: string, prefix?: string) => {
+    const found: string[] = [];
+    let marker: string | undefined;
+    for (;;) {
+      const page = await client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: marker }));
+      for (const o of page.Contents ?? []) found.push(o.Key as string);
+      if (!page.IsTruncated || !page.Contents?.length) return found;
+      marker = page.Contents[page.Contents.length - 1]?.Key;
+    }
+  };
+  const lines = async (bucket: string, key: string) => {
+    const text = (await body(bucket, key)).toString('utf8');
+    if (!text.endsWith('\n')) throw new Error(`object ${key} does not end with a newline`);
+    return text.slice(0, -1).split('\n');
+  };
   return {
     ...local,
     client,
-    async keys(bucket, prefix) {
-      const keys: string[] = [];
-      let marker: string | undefined;
-      for (;;) {
-        const page = await client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: marker }));
-        for (const o of page.Contents ?? []) keys.push(o.Key as string);
-        if (!page.IsTruncated || !page.Contents?.length) return keys;
-        marker = page.Contents[page.Contents.length - 1]?.Key;
-      }
-    },
+    keys,
     raw,
     body,
-    async lines(bucket, key) {
-      const text = (await body(bucket, key)).toString('utf8');
-      if (!text.endsWith('\n')) throw new Error(`object ${key} does not end with a newline`);
-      return text.slice(0, -1).split('\n');
+    lines,
+    async countEvents(bucket, prefix) {
+      const seen = new Map<number, number>();
+      for (const key of await keys(bucket, prefix)) {
+        for (const line of await lines(bucket, key)) {
+          const { n } = JSON.parse(line) as { n: number };
+          seen.set(n, (seen.get(n) ?? 0) + 1);
+        }
+      }
+      return seen;
     },
     async close() {
       client.destroy();
