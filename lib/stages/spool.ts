@@ -59,7 +59,7 @@ export class SpoolStage extends Duplex {
   /** What the stage fails with at its end: a batch sent back whose segment was gone. */
   #lostError: Error | null = null;
   /** Leftovers not yet delivered (or found empty); `'recovered'` is reported when it reaches 0. */
-  #recovery = { left: 0, batches: 0, events: 0, bytes: 0 };
+  #recovery = { left: 0, bytes: 0 };
   readonly #recovering = new Set<string>();
 
   constructor(ctx: SinkContext, spool: Spool) {
@@ -301,8 +301,6 @@ export class SpoolStage extends Duplex {
         return;
       }
       if (replay.sentBack === null) {
-        this.#recovery.batches += 1;
-        this.#recovery.events += batch.events;
         this.#recovery.bytes += batch.bytes;
         this.#ctx.counters.recoveredBatches += 1;
         this.#ctx.counters.recoveredEvents += batch.events;
@@ -318,7 +316,7 @@ export class SpoolStage extends Duplex {
   /** A leftover was delivered, dead-lettered, or found empty or unreadable; after the last, `'recovered'` says what it all came to. */
   #recoveredOne(): void {
     if (--this.#recovery.left !== 0) return;
-    const { batches, events, bytes } = this.#recovery;
-    this.#ctx.report('recovered', { batches, events, bytes });
+    const { recoveredBatches: batches, recoveredEvents: events } = this.#ctx.counters;
+    this.#ctx.report('recovered', { batches, events, bytes: this.#recovery.bytes });
   }
 }
