@@ -13,7 +13,8 @@ import { Kafka, logLevel } from 'kafkajs';
  * A real Apache Kafka broker for tests: one JVM that is broker and controller
  * at once (KRaft), from the Maven Central jars that `kafka/fetch` puts in
  * `.cache/kafka/VERSION/libs`, on free loopback ports, with its data in a
- * temporary directory.
+ * temporary directory. Ready (start() and restart() resolve) once it answers
+ * metadata requests and its group coordinator has loaded.
  */
 export interface TestKafka {
   /** `['127.0.0.1:PORT']`: what a client's `brokers` option takes. */
@@ -28,7 +29,7 @@ export interface TestKafka {
   kill(): void;
   /**
    * Starts it again on the same ports with the same data, and resolves once
-   * it answers metadata requests. A running broker is stopped cleanly first;
+   * it answers metadata and group requests. A running broker is stopped cleanly first;
    * after kill() it starts from what the crash left.
    */
   restart(): Promise<void>;
@@ -203,7 +204,7 @@ class Broker {
     return child;
   }
 
-  /** Polls until the port answers and a metadata request names this broker; fails past the deadline. */
+  /** Polls until the port answers, a metadata request names this broker and its group coordinator answers; fails past the deadline. */
   async #waitReady(deadline: number, gone: () => boolean): Promise<void> {
     let last: unknown;
     while (!gone()) {
@@ -216,8 +217,16 @@ class Broker {
         try {
           await admin.connect();
           const cluster = await admin.describeCluster();
-          if (cluster.brokers.length > 0) return;
-          last = 'no broker in the metadata yet';
+          if (cluster.brokers.length === 0) {
+            last = 'no broker in the metadata yet';
+          } else {
+            // Groups work too: the first group request has the broker create
+            // (or, after a restart, load) the offsets topic. Until then
+            // consumers get NOT_COORDINATOR, which kafkajs's consumer
+            // retries for only about 0.4 s and its admin not at all.
+            await admin.fetchOffsets({ groupId: 'test-kafka-ready' });
+            return;
+          }
         } finally {
           await admin.disconnect();
         }
@@ -308,6 +317,9 @@ function brokerConfig(dir: string, port: number, controllerPort: number, extra: 
     'num.partitions': 1,
     'auto.create.topics.enable': false,
     'offsets.topic.replication.factor': 1,
+    // One partition (50 by default): created and loaded at once, so the one
+    // group request of the readiness check covers every group.
+    'offsets.topic.num.partitions': 1,
     'transaction.state.log.replication.factor': 1,
     'transaction.state.log.min.isr': 1,
     'share.coordinator.state.topic.replication.factor': 1,
