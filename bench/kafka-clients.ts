@@ -39,7 +39,6 @@ import { createRequire } from 'node:module';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { kafkaSkipReason, KAFKA_VERSION, startKafka } from '../test/helpers/kafka.js';
@@ -292,20 +291,6 @@ async function main(): Promise<void> {
     console.error(`kafka-clients: ${records} records of ${RECORD_BYTES} bytes in ${PARTITIONS} partitions, produced in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     const admin = seed.admin();
     await admin.connect();
-    // The first group operation has the broker create __consumer_offsets
-    // (50 partitions): done here, so no measured consumer pays for it.
-    t = performance.now();
-    for (const deadline = performance.now() + 60_000; ; ) {
-      try {
-        await admin.fetchOffsets({ groupId: 'bench-warm-up', topics: ['consume-source'] });
-        break;
-      } catch (err) {
-        // kafkajs's admin does not retry NOT_COORDINATOR (the offsets topic still loading)
-        if (!(err as { retriable?: boolean }).retriable || performance.now() > deadline) throw err;
-        await delay(100);
-      }
-    }
-    console.error(`kafka-clients: group coordinator ready in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
     const results: Record<ClientName, { consume: Measurement[]; produce: Measurement[]; version: string }> = {
       kafkajs: { consume: [], produce: [], version: '' },
