@@ -36,8 +36,7 @@ export class Router {
   }
 
   route(event: SinkRecord): RoutedEvent | null {
-    const dest = this.#destinationOf(event);
-    if (dest === null) return null;
+    // The line first: an event with no line, or too long a one, is rejected before it counts as unrouted.
     let line;
     try {
       line = encodeLine(event.payload);
@@ -51,7 +50,8 @@ export class Router {
       this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `event of ${bytes - 1} bytes is longer than maxLineBytes (${maxLineBytes})`, typeof line === 'string' ? line.slice(0, 64) : line, event.ack);
       return null;
     }
-    return { destination: dest, line, bytes };
+    const dest = this.#destinationOf(event);
+    return dest === null ? null : { destination: dest, line, bytes };
   }
 
   #destinationOf(event: SinkRecord): Destination | null {
