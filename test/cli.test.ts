@@ -92,6 +92,22 @@ test('policy refuses a wildcard, an invalid bucket name and a principal that is 
   t.deepEqual(await resources(['--principal', '123456789012']), ['arn:aws:s3:::logs', 'arn:aws:s3:::logs/*']);
 });
 
+test('usage of s3-sink kafka: brokers, topic and group are required and checked; Kafka flags go with the kafka command only', async (t) => {
+  const cases: [string[], string][] = [
+    [['kafka', '--bucket', 'bucket', '--topic', 't', '--group', 'g'], 's3-sink: missing --brokers HOST:PORT[,HOST:PORT] (where the Kafka cluster is)\n'],
+    [['kafka', '--bucket', 'bucket', '--brokers', 'kafka', '--topic', 't', '--group', 'g'], 's3-sink: --brokers: "kafka" is not HOST:PORT\n'],
+    [['kafka', '--bucket', 'bucket', '--brokers', 'k:9092', '--group', 'g'], 's3-sink: missing --topic T (the topic to read)\n'],
+    [['kafka', '--bucket', 'bucket', '--brokers', 'k:9092', '--topic', 't'], 's3-sink: missing --group G (the consumer group the workers share)\n'],
+    [['kafka', '--bucket', 'bucket', '--brokers', 'k:9092', '--topic', 't', '--group', 'g', '--idle', 'soon'], 's3-sink: --idle: "soon" is not a duration (like 500ms, 30s, 1m, 1h)\n'],
+    [['--bucket', 'bucket', '--topic', 't'], 's3-sink: --topic goes with the kafka command\n'],
+  ];
+  for (const [args, stderr] of cases) {
+    const run = await runCli(args);
+    t.is(run.code, 2, args.join(' '));
+    t.is(run.stderr, stderr);
+  }
+});
+
 test('usage: a flag given twice is refused, naming both values; --max-object-size 1 is reported as --max-object-size', async (t) => {
   const twice = await runCli(['--bucket', 'a-bucket', '--bucket', 'b-bucket']);
   t.is(twice.code, 2);

@@ -36,9 +36,21 @@ export interface FlushCommand {
   quiet: boolean;
 }
 
+/** `s3-sink kafka`: a worker of a consumer group, with the run's destination, object, batching and spool flags. */
+export interface KafkaCommand {
+  kind: 'kafka';
+  run: RunCommand;
+  brokers: string[];
+  topics: string[];
+  groupId: string;
+  fromBeginning: boolean;
+  idleMs: number | undefined;
+}
+
 export type Command =
   | RunCommand
   | FlushCommand
+  | KafkaCommand
   | { kind: 'demo'; quiet: boolean }
   | ({ kind: 'policy' } & PolicyRequest)
   | { kind: 'help' }
@@ -50,6 +62,9 @@ destination and minute, gzipped, multipart-uploaded.
 Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
   s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
+  s3-sink kafka --brokers H:P[,H:P] --topic T [--topic T2] --group G --bucket NAME [options]
+                                                a worker of a Kafka consumer group: each record's value is
+                                                one event; offsets committed once events are safe
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
   s3-sink policy --bucket NAME --principal ARN [--region R | --partition P] [--sse-kms-key-id ID] [--tag K=V]
                                                 prints the minimal bucket policy as JSON
@@ -111,6 +126,15 @@ Output:
   --metrics-listen ADDR    serve the stats as Prometheus text on http://ADDR/metrics; ADDR is
                            PORT (loopback), HOST:PORT or [IPv6]:PORT, e.g. 9464 or 0.0.0.0:9464
 
+Kafka (s3-sink kafka):
+  --brokers LIST           bootstrap brokers, host:port, comma-separated (required)
+  --topic T                topic to read (repeatable; required)
+  --group G                consumer group: workers of one group share the partitions (required)
+  --from-latest            a partition with no committed offset starts at its end (default: its start)
+  --idle D                 cut a partition's batch once its window has ended and no record came for D
+                           (default: 10s); batches otherwise follow the records' timestamps: --window
+                           is a window of record time here
+
 Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
 chain (environment, ~/.aws/credentials, SSO, instance roles); they are never printed.
@@ -159,6 +183,11 @@ const FLAGS = {
   'dead-letters': { type: 'boolean' },
   principal: { type: 'string' },
   partition: { type: 'string' },
+  brokers: { type: 'string' },
+  topic: { type: 'string', multiple: true },
+  group: { type: 'string' },
+  'from-latest': { type: 'boolean' },
+  idle: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   'metrics-listen': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -212,8 +241,13 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   const [verb, ...extra] = positionals;
-  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush')) {
-    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy, flush; see s3-sink --help)`);
+  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush' && verb !== 'kafka')) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy, flush, kafka; see s3-sink --help)`);
+  }
+  const kafkaFlags = ['brokers', 'topic', 'group', 'from-latest', 'idle'] as const;
+  if (verb !== 'kafka') {
+    const stray = kafkaFlags.find((flag) => values[flag] !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray} goes with the kafka command`);
   }
   if (verb === 'flush') {
     onlyFlags(values, ['spool-dir', 'dead-letter-dir', 'dead-letters', 'endpoint', 'region', 'checksum', 'quiet'], 'flush');
@@ -249,7 +283,27 @@ export function parseCommand(argv: readonly string[]): Command {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the policy command`);
   }
   if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket to write to)');
+  const run = runCommand({ ...values, bucket: values.bucket });
+  if (verb !== 'kafka') return run;
+  if (!values.brokers) throw new UsageError('missing --brokers HOST:PORT[,HOST:PORT] (where the Kafka cluster is)');
+  const brokers = values.brokers.split(',').map((b) => b.trim());
+  for (const broker of brokers) if (!/^[^\s:]+:\d{1,5}$/.test(broker)) throw new UsageError(`--brokers: ${JSON.stringify(broker)} is not HOST:PORT`);
+  if (!values.topic?.length) throw new UsageError('missing --topic T (the topic to read)');
+  if (!values.group) throw new UsageError('missing --group G (the consumer group the workers share)');
+  const { input: _lines, ...sink } = run.sink;
+  return {
+    kind: 'kafka',
+    run: { ...run, sink },
+    brokers,
+    topics: values.topic,
+    groupId: values.group,
+    fromBeginning: !values['from-latest'],
+    idleMs: values.idle === undefined ? undefined : duration('--idle', values.idle),
+  };
+}
 
+/** The run's flags (destination, objects, batching, spool, failures, output), checked. */
+function runCommand(values: ReturnType<typeof parseArgs<{ options: typeof FLAGS }>>['values'] & { bucket: string }): RunCommand {
   const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input: 'lines' };
   if (values.prefix !== undefined) sink.prefix = values.prefix;
   if (values['dead-letter-prefix'] !== undefined) sink.deadLetterPrefix = values['dead-letter-prefix'];

@@ -29,7 +29,7 @@ export interface RunResult {
  * Node's default, SIGHUP and SIGQUIT ended the process and lost the open
  * window without a word. A second one leaves at once, with 128 + its number.
  */
-const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
 
 /**
  * Passes whole lines only, holding back a line not yet finished. When input
