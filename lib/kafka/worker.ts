@@ -131,8 +131,13 @@ export class KafkaWorker extends EventEmitter {
   readonly #stats: KafkaStats = { records: 0, batches: 0, cuts: 0, commits: 0, resets: 0 };
   /** Assigned partitions by `topic\0partition`, or a promise while their committed offsets are read. */
   readonly #states = new Map<string, PartitionState | Promise<PartitionState>>();
-  /** Object keys in the chain → the batches waiting for them (one batch read twice waits on the same object). */
-  readonly #inflight = new Map<string, Set<Pending>>();
+  /**
+   * Object keys in the chain, until delivered (or dead-lettered): the batches
+   * waiting for them to be safe, and whether they are (with a spool, sealed).
+   * A batch read twice while its object is still in the chain never enters it
+   * again: one key, one upload, one segment.
+   */
+  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean }>();
   #generation = 0;
   #commits: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
@@ -155,12 +160,12 @@ export class KafkaWorker extends EventEmitter {
     this.#router = new Router(this.#ctx);
     this.#durable = this.#ctx.spool !== null;
     const stages = [join(), spool(this.#ctx)];
-    if (this.#durable) stages.push(new SealWatch((key) => this.#safe(key)));
+    if (this.#durable) stages.push(new SealWatch((key) => this.#safe(key, false)));
     this.sink = composeSink(this.#ctx, [...stages, gzip(this.#ctx), upload(this.#ctx)]);
     this.sink.on('error', (err) => this.#fail(err));
-    if (!this.#durable) this.sink.on('delivered', ({ key }) => this.#safe(key));
+    this.sink.on('delivered', ({ key }) => this.#safe(key, true));
     this.sink.on('dead-letter', (letter: DeadLetter) => {
-      if (letter.path !== null) this.#safe(letter.key);
+      if (letter.path !== null) this.#safe(letter.key, true);
       else this.#fail(new KafkaSinkError(`s3://${letter.bucket}/${letter.key} could not be delivered and there is no place to keep it (${letter.error}): offsets stay where they are, so that the records are read again`));
     });
     this.closed = new Promise((resolve, reject) => {
@@ -323,14 +328,15 @@ export class KafkaWorker extends EventEmitter {
       const pieces = [];
       for (const share of batch.shares.values()) {
         const key = share.batch.key;
-        const waiting = this.#inflight.get(key);
-        if (waiting) {
-          // The same object is on its way already (this batch was read twice): wait for it.
-          waiting.add(pending);
+        const inChain = this.#inflight.get(key);
+        if (inChain) {
+          // The same object is on its way already (this batch was read twice): wait for it, unless it is safe already.
+          if (inChain.safe) pending.waiting.delete(key);
+          else inChain.waiting.add(pending);
           ledger.settle(share.batch);
           continue;
         }
-        this.#inflight.set(key, new Set([pending]));
+        this.#inflight.set(key, { waiting: new Set([pending]), safe: false });
         pieces.push(...piecesOf({ ...batch, shares: new Map([[key, share]]) }));
       }
       if (pieces.length === 0) {
@@ -342,12 +348,16 @@ export class KafkaWorker extends EventEmitter {
     state.handoffs.catch((err: unknown) => this.#fail(err as Error));
   }
 
-  /** An object is safe (delivered, or sealed in the spool, or kept as a dead letter). */
-  #safe(key: string): void {
-    const waiting = this.#inflight.get(key);
-    if (!waiting) return;
-    this.#inflight.delete(key);
-    for (const pending of waiting) pending.waiting.delete(key);
+  /** An object is safe: sealed in the spool, or (`left`) delivered or kept as a dead letter, when it also leaves the chain. */
+  #safe(key: string, left: boolean): void {
+    const inChain = this.#inflight.get(key);
+    if (!inChain) return;
+    if (left) this.#inflight.delete(key);
+    if (!inChain.safe) {
+      inChain.safe = true;
+      for (const pending of inChain.waiting) pending.waiting.delete(key);
+      inChain.waiting.clear();
+    }
     this.#commitSoon();
   }
 
@@ -459,7 +469,8 @@ export class KafkaWorker extends EventEmitter {
 
   #allSettled(): boolean {
     for (const state of this.#liveStates()) if (!state.frontier.settled) return false;
-    return this.#inflight.size === 0;
+    for (const inChain of this.#inflight.values()) if (!inChain.safe) return false;
+    return true;
   }
 
   async #shutdown(): Promise<void> {
