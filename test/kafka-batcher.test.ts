@@ -1,7 +1,7 @@
 import test from 'ava';
 import { destination, type Destination } from '../lib/batch.js';
 import { lineBytes } from '../lib/framing.js';
-import { decodeCuts, encodeCuts, PartitionBatcher, piecesOf, type LogBatch } from '../lib/kafka/batcher.js';
+import { decodeCuts, encodeCuts, PartitionBatcher, piecesOf, shareLines, type LogBatch } from '../lib/kafka/batcher.js';
 import { Frontier } from '../lib/kafka/frontier.js';
 import { parseKey } from '../lib/key.js';
 import type { RoutedEvent } from '../lib/route.js';
@@ -48,7 +48,7 @@ test('a log batch closes before the first record whose timestamp is past its win
   t.deepEqual(ranges(closed), [[10, 12]]);
   t.deepEqual([open?.first, open?.last], [13, 14]);
   const first = closed[0] as LogBatch;
-  t.deepEqual([...first.shares.values()].map((s) => s.lines), [['line 10', 'line 12'], ['line 11']]);
+  t.deepEqual([...first.shares.values()].map(shareLines), [['line 10', 'line 12'], ['line 11']]);
   t.is(first.events, 3);
   // The key's time: the destination's first record, in the batch's window.
   const keys = [...first.shares.values()].map((s) => parseKey(s.batch.key));
@@ -130,7 +130,7 @@ test('records already seen are reported as such (a fetch that re-delivers them)'
   t.is(batcher.next, 8);
 });
 
-test('piecesOf: each share becomes its lines and its end', (t) => {
+test('piecesOf: each share becomes its framed lines (with their count) and its end', (t) => {
   const { closed } = run([
     { offset: 0, timestamp: T0, to: A },
     { offset: 1, timestamp: T0, to: B },
@@ -139,8 +139,8 @@ test('piecesOf: each share becomes its lines and its end', (t) => {
   const pieces = piecesOf(closed[0] as LogBatch);
   t.is(pieces.length, 4);
   t.deepEqual(
-    pieces.map((p) => ('end' in p ? 'end' : p.lines)),
-    [['line 0'], 'end', ['line 1'], 'end'],
+    pieces.map((p) => ('end' in p ? 'end' : [p.data.toString(), p.events])),
+    [['line 0\n', 1], 'end', ['line 1\n', 1], 'end'],
   );
 });
 
@@ -168,4 +168,20 @@ test('Frontier: the committed offset moves past a batch only once it and every b
   t.is(f.offset(null, 13, -1), 13);
   t.is(new Frontier().offset(null, -1, 42), 42);
   t.true(f.settled);
+});
+
+test('a share copies its lines into blocks (1 KiB, doubling): a line longer than a block gets a block of its own, and nothing points into the buffers given', (t) => {
+  const batcher = new PartitionBatcher({ ...OPTIONS, maxBatchBytes: 1e9, maxObjectBytes: 1e9 });
+  const given = Buffer.from('x'.repeat(100));
+  const long = 'y'.repeat(300 * 1024);
+  const records = [routed(A, given as unknown as string), routed(A, long), routed(A, 'z'.repeat(2000))];
+  records.forEach((event, i) => batcher.take({ offset: i, timestamp: T0 }, { ...event, bytes: lineBytes(event.line) }));
+  given.fill(0); // the client reuses its buffers
+  const share = [...(batcher.open as LogBatch).shares.values()][0];
+  t.deepEqual(share && shareLines(share), ['x'.repeat(100), long, 'z'.repeat(2000)]);
+  const pieces = piecesOf(batcher.cut() as LogBatch);
+  t.deepEqual(
+    pieces.map((p) => ('end' in p ? 'end' : [p.data.length, p.events])),
+    [[101, 1], [300 * 1024 + 1, 1], [2001, 1], 'end'],
+  );
 });

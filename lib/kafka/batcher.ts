@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Batch, Destination, LinesPiece } from '../batch.js';
+import type { Batch, BytesPiece, Destination } from '../batch.js';
 import type { Line } from '../framing.js';
 import { formatKey } from '../key.js';
 import type { RoutedEvent } from '../route.js';
@@ -37,10 +37,46 @@ export interface LogRecord {
   timestamp: number;
 }
 
-/** One destination's share of a log batch: one future object. */
+/**
+ * One destination's share of a log batch: one future object. Its lines are
+ * copied in as they come, each followed by `\n`, into blocks that double
+ * from 1 KiB to `BLOCK_BYTES`: what it holds is about its bytes (no object
+ * per line; a share of one small line holds 1 KiB, not a large block), and
+ * it keeps no reference to the buffers the Kafka client read them into.
+ */
 export interface Share {
   batch: Batch;
-  lines: Line[];
+  /**
+   * What its bytes are charged to in the memory budget until it goes into
+   * the chain (then they move to `batch`, its key): unique, because a batch
+   * read again may have the key of one still in the chain.
+   */
+  readonly ref: { readonly key: string };
+  /** Full blocks, then the one being filled (`fill` bytes of it used). */
+  blocks: Buffer[];
+  fill: number;
+  /** Lines in each block. */
+  counts: number[];
+}
+
+export const BLOCK_BYTES = 256 * 1024;
+let shareSeq = 0;
+const FIRST_BLOCK_BYTES = 1024;
+
+/** Appends `line` and its `\n` to the share's blocks (`bytes` = `lineBytes(line)`). */
+function append(share: Share, line: Line, bytes: number): void {
+  let block = share.blocks[share.blocks.length - 1];
+  if (block === undefined || block.length - share.fill < bytes) {
+    if (block !== undefined) share.blocks[share.blocks.length - 1] = block.subarray(0, share.fill);
+    const next = block === undefined ? FIRST_BLOCK_BYTES : Math.min(BLOCK_BYTES, block.length * 2);
+    block = Buffer.allocUnsafe(Math.max(next, bytes));
+    share.blocks.push(block);
+    share.counts.push(0);
+    share.fill = 0;
+  }
+  share.fill += typeof line === 'string' ? block.write(line, share.fill) : line.copy(block, share.fill);
+  block[share.fill++] = 10;
+  share.counts[share.counts.length - 1] = (share.counts[share.counts.length - 1] as number) + 1;
 }
 
 export interface LogBatch {
@@ -122,10 +158,10 @@ export class PartitionBatcher {
 
   /**
    * Takes `record` into the open batch (opening one at it), its line into its
-   * destination's share. Returns the share's batch (what its bytes are
+   * destination's share. Returns the share (its `ref` is what its bytes are
    * charged to), or `null` for a record with no line (rejected).
    */
-  take(record: LogRecord, routed: RoutedEvent | null): Batch | null {
+  take(record: LogRecord, routed: RoutedEvent | null): Share | null {
     let open = this.#open;
     if (open === null) {
       open = { topic: this.#o.topic, partition: this.#o.partition, first: record.offset, last: record.offset, window: windowOf(record.timestamp, this.#o.windowMs), shares: new Map(), bytes: 0, events: 0 };
@@ -136,15 +172,15 @@ export class PartitionBatcher {
     if (routed === null) return null;
     let share = open.shares.get(routed.destination.id);
     if (!share) {
-      share = { batch: this.#batchOf(open, routed.destination, record.timestamp), lines: [] };
+      share = { batch: this.#batchOf(open, routed.destination, record.timestamp), ref: { key: `\u0000held ${++shareSeq}` }, blocks: [], fill: 0, counts: [] };
       open.shares.set(routed.destination.id, share);
     }
-    share.lines.push(routed.line);
+    append(share, routed.line, routed.bytes);
     share.batch.events += 1;
     share.batch.bytes += routed.bytes;
     open.bytes += routed.bytes;
     open.events += 1;
-    return share.batch;
+    return share;
   }
 
   /** Closes the open batch now (a cut, to be recorded by the caller); `null` when none is open. */
@@ -190,14 +226,25 @@ export function batchIdentifier(groupId: string, topic: string, partition: numbe
   return createHash('sha256').update(`s3-sink kafka v1\u0000${groupId}\u0000${topic}\u0000${partition}\u0000${first}\u0000${dest.bucket}\u0000${dest.prefix}`).digest('hex');
 }
 
-/** A closed log batch as the chain's pieces: each share's lines, then its end. */
-export function piecesOf(batch: LogBatch): LinesPiece[] {
-  const out: LinesPiece[] = [];
-  for (const { batch: b, lines } of batch.shares.values()) {
+/** A closed log batch as the chain's pieces (what `join` would make): each share's blocks of framed lines, then its end. */
+export function piecesOf(batch: LogBatch): BytesPiece[] {
+  const out: BytesPiece[] = [];
+  for (const share of batch.shares.values()) {
+    const b = share.batch;
     b.streaming = b.bytes >= STREAM_AFTER_BYTES;
-    out.push({ batch: b, lines, bytes: b.bytes, acks: null }, { batch: b, end: true });
+    share.blocks.forEach((block, i) => {
+      const data = i === share.blocks.length - 1 ? block.subarray(0, share.fill) : block;
+      out.push({ batch: b, data, events: share.counts[i] as number });
+    });
+    out.push({ batch: b, end: true });
   }
   return out;
+}
+
+/** The lines of a share (for tests and tools): its blocks split at `\n`. */
+export function shareLines(share: Share): string[] {
+  const text = Buffer.concat(share.blocks.map((block, i) => (i === share.blocks.length - 1 ? block.subarray(0, share.fill) : block))).toString('utf8');
+  return text === '' ? [] : text.slice(0, -1).split('\n');
 }
 
 /**

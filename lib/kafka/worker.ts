@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Duplex, type TransformCallback, type Writable } from 'node:stream';
 import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage } from 'kafkajs';
 import type { BytesPiece } from '../batch.js';
 import { sinkContext, type SinkContext, type SinkStats } from '../context.js';
@@ -10,7 +10,6 @@ import type { SinkOptions } from '../options.js';
 import { Router, type RoutedEvent } from '../route.js';
 import { composeSink, type S3Sink } from '../sink.js';
 import { gzip } from '../stages/gzip.js';
-import { join } from '../stages/join.js';
 import { spool } from '../stages/spool.js';
 import { upload } from '../stages/upload.js';
 import { STREAM_AFTER_BYTES } from '../stages/window.js';
@@ -159,7 +158,8 @@ export class KafkaWorker extends EventEmitter {
     this.#o = { ...o, maxBatchBytes: options.maxBatchBytes ?? Math.max(1, Math.min(resolved.maxObjectBytes, Math.floor(resolved.maxBufferedBytes / 2))) };
     this.#router = new Router(this.#ctx);
     this.#durable = this.#ctx.spool !== null;
-    const stages = [join(), spool(this.#ctx)];
+    // Batches arrive joined (see Share in batcher.ts): the chain starts at the spool.
+    const stages: (Duplex | Writable)[] = [spool(this.#ctx)];
     if (this.#durable) stages.push(new SealWatch((key) => this.#safe(key, false)));
     this.sink = composeSink(this.#ctx, [...stages, gzip(this.#ctx), upload(this.#ctx)]);
     this.sink.on('error', (err) => this.#fail(err));
@@ -230,8 +230,8 @@ export class KafkaWorker extends EventEmitter {
         if (this.#stopping || state.dead || !isRunning() || isStale()) return;
         const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
         if (!state.batcher.seen(record)) {
-          const taken = await this.#take(state, record, message, heartbeat);
-          if (!taken) return;
+          const taken = this.#take(state, record, message, heartbeat);
+          if (taken !== true && !(await taken)) return;
         }
         resolveOffset(message.offset);
       }
@@ -240,15 +240,24 @@ export class KafkaWorker extends EventEmitter {
     }
   }
 
-  /** One record into its partition's batch, within the memory budget; `false` when the partition was superseded while it waited. */
-  async #take(state: PartitionState, record: LogRecord, message: KafkaMessage, heartbeat: () => Promise<void>): Promise<boolean> {
-    const { ledger, counters } = this.#ctx;
+  /**
+   * One record into its partition's batch, within the memory budget: `true`
+   * at once when it fits (no promise per record), else a promise, `false`
+   * when the partition was superseded while it waited.
+   */
+  #take(state: PartitionState, record: LogRecord, message: KafkaMessage, heartbeat: () => Promise<void>): true | Promise<boolean> {
     this.#stats.records += 1;
-    counters.eventsIn += 1;
+    this.#ctx.counters.eventsIn += 1;
     state.lastRecordAt = Date.now();
     let routed: RoutedEvent | null = null;
     if (message.value === null) this.#ctx.reject('ERR_S3SINK_RECORD', `Kafka record ${state.topic}/${state.partition}@${record.offset} has no value (a tombstone): nothing to write`, '');
     else routed = this.#router.route({ payload: message.value });
+    return this.#admit(state, record, routed) ? true : this.#admitLater(state, record, routed, heartbeat);
+  }
+
+  /** Takes the record if it fits now (closing batches as the rules say, cutting the largest when the budget is full of open ones); `false` when it must wait. */
+  #admit(state: PartitionState, record: LogRecord, routed: RoutedEvent | null): boolean {
+    const { ledger, counters } = this.#ctx;
     for (;;) {
       const closed = state.batcher.closeBefore(record, routed);
       if (closed !== null) {
@@ -262,18 +271,26 @@ export class KafkaWorker extends EventEmitter {
       }
       const decision = need === 0 ? 'admit' : decide(ledger.held, ledger.max, need, ledger.draining);
       if (decision === 'admit') {
-        const batch = state.batcher.take(record, routed);
-        if (batch !== null && routed !== null) {
-          ledger.charge(batch, need);
+        const share = state.batcher.take(record, routed);
+        if (share !== null && routed !== null) {
+          ledger.charge(share.ref, need);
           counters.bytesIn += routed.bytes;
         }
         return true;
       }
       if (decision === 'close' && this.#cutLargest()) continue;
-      // Wait for a release, heartbeating so that the group keeps this member (a rebalance throws here).
+      return false;
+    }
+  }
+
+  /** Waits for the budget to release, heartbeating so that the group keeps this member (a rebalance throws here). */
+  async #admitLater(state: PartitionState, record: LogRecord, routed: RoutedEvent | null, heartbeat: () => Promise<void>): Promise<boolean> {
+    const { ledger } = this.#ctx;
+    for (;;) {
       await Promise.race([ledger.released(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
       await heartbeat();
       if (this.#stopping || state.dead) return false;
+      if (this.#admit(state, record, routed)) return true;
     }
   }
 
@@ -311,7 +328,7 @@ export class KafkaWorker extends EventEmitter {
     const pending: Pending = { batch, waiting: new Set() };
     for (const share of batch.shares.values()) {
       pending.waiting.add(share.batch.key);
-      ledger.markClosed(share.batch);
+      ledger.markClosed(share.ref);
     }
     state.frontier.add(pending);
     state.handoffs = state.handoffs.then(async () => {
@@ -322,7 +339,7 @@ export class KafkaWorker extends EventEmitter {
         if (!state.dead && offset <= batch.last && !decodeCuts(metadata).includes(batch.last)) this.#reset(state, `the cut of its batch at offset ${batch.last} could not be recorded with the committed offset`);
       }
       if (state.dead) {
-        for (const share of batch.shares.values()) ledger.settle(share.batch);
+        for (const share of batch.shares.values()) ledger.settle(share.ref);
         return;
       }
       const pieces = [];
@@ -333,9 +350,14 @@ export class KafkaWorker extends EventEmitter {
           // The same object is on its way already (this batch was read twice): wait for it, unless it is safe already.
           if (inChain.safe) pending.waiting.delete(key);
           else inChain.waiting.add(pending);
-          ledger.settle(share.batch);
+          ledger.settle(share.ref);
           continue;
         }
+        // Its charge moves to its key, which the chain's stages release as it drains.
+        const held = ledger.heldBy(share.ref);
+        ledger.settle(share.ref);
+        ledger.charge(share.batch, held);
+        ledger.markClosed(share.batch);
         this.#inflight.set(key, { waiting: new Set([pending]), safe: false });
         pieces.push(...piecesOf({ ...batch, shares: new Map([[key, share]]) }));
       }
@@ -418,7 +440,7 @@ export class KafkaWorker extends EventEmitter {
     state.dead = true;
     if (this.#states.get(state.id) === state) this.#states.delete(state.id);
     const open = state.batcher.cut();
-    if (open !== null) for (const share of open.shares.values()) this.#ctx.ledger.settle(share.batch);
+    if (open !== null) for (const share of open.shares.values()) this.#ctx.ledger.settle(share.ref);
   }
 
   /** After every rebalance kafkajs reads each assigned partition again from its committed offset: so does the batching. */
