@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { makeInput, type Input, type InputKind } from './inputs.js';
+import { startKafkaBench, type KafkaBench } from './kafka.js';
 import { summarizeProfile } from './profile.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -138,7 +139,8 @@ interface Scenario {
   name: string;
   input: keyof typeof SIZES;
   baseline: string | null;
-  run(prefix: string): Promise<Measured>;
+  /** `null`: skipped (what it needs is missing: said on stderr). */
+  run(prefix: string): Promise<Measured | null>;
   /** Lines expected in S3 under the run's prefix; `null` for baselines. */
   checked: boolean;
 }
@@ -179,12 +181,22 @@ async function main(): Promise<void> {
   };
   const gzipOf = (input: keyof typeof SIZES) => () => Promise.resolve(runShell(`gzip -6 -c < ${inputs[input].path} > /dev/null`));
 
+  // The Kafka rows need a broker and the topic filled: only when they run.
+  let kafka: KafkaBench | null | undefined;
+  const kafkaRun = (workers: number) => async (prefix: string) => {
+    kafka ??= await startKafkaBench(inputs.logs, { endpoint, bucket: BUCKET }, nodeArgs(), join(root, 'dist', 'cli.js'));
+    if (kafka === null) return null;
+    return kafka.run(workers, prefix);
+  };
+
   const scenarios: Scenario[] = [
     { name: 'gzip -6', input: 'logs', baseline: null, checked: false, run: gzipOf('logs') },
     ...(hasPigz ? [{ name: `pigz -p ${cores} -6`, input: 'logs' as const, baseline: null, checked: false, run: () => Promise.resolve(runShell(`pigz -p ${cores} -6 -c < ${inputs.logs.path} > /dev/null`)) }] : []),
     { name: 'CLI, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode(cli(p), inputs.logs.path) },
     // The durable spool: every line written to disk (fsync 'interval') before it is compressed, against the same CLI without it.
     { name: 'CLI, 1 destination, --spool-dir', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: (p) => withSpoolDir((dir) => runNode(cli(p, '--spool-dir', dir), inputs.logs.path)) },
+    { name: 'Kafka, 1 worker (6 partitions)', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: kafkaRun(1) },
+    { name: 'Kafka, 2 workers (6 partitions)', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: kafkaRun(2) },
     { name: 'library, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode([join(root, 'bench', 'lib-run.mjs'), inputs.logs.path, endpoint, BUCKET, p], inputs.logs.path) },
     { name: 'CLI, 8 destinations ({service})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{service}/`), inputs.logs.path) },
     { name: 'CLI, 1000 destinations ({tenant})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{tenant}/`), inputs.logs.path) },
@@ -205,6 +217,10 @@ async function main(): Promise<void> {
       const prefix = `r${round}/s${runId++}/`;
       process.stderr.write(`round ${round}/${rounds}: ${scenario.name} ... `);
       const measured = await scenario.run(prefix);
+      if (measured === null) {
+        process.stderr.write('skipped\n');
+        continue;
+      }
       process.stderr.write(`${measured.seconds.toFixed(2)} s\n`);
       const input = inputs[scenario.input];
       if (scenario.checked) {
@@ -255,6 +271,7 @@ async function main(): Promise<void> {
     profile = summarizeProfile(dir, 20);
   }
 
+  await kafka?.stop();
   client.destroy();
   await s3.stop();
 
