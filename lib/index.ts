@@ -22,3 +22,6 @@ export { systemClock, type Clock } from './clock.js';
 export { S3SinkError, OptionError, UploadError, ClockError } from './errors.js';
 export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export { PayloadError } from './framing.js';
+export { createServer, type SinkServer, type Readiness, IDEMPOTENCY_FILE } from './serve/server.js';
+export { type ServeOptions } from './serve/options.js';
+export { RequestError } from './serve/body.js';
