@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ObjectCannedACL } from '@aws-sdk/client-s3';
 import type { SinkOptions } from '../options.js';
+import { isLoopback } from '../serve/options.js';
 import { parseListen, type ListenAddress } from './metrics.js';
 import { policyProblem, type PolicyRequest } from './policy.js';
 import { parseDuration, parseSize } from './units.js';
@@ -36,8 +37,22 @@ export interface FlushCommand {
   quiet: boolean;
 }
 
+/** `s3-sink serve`: the sink as an HTTP service. */
+export interface ServeCommand extends Omit<RunCommand, 'kind' | 'metrics'> {
+  kind: 'serve';
+  listen: ListenAddress;
+  /** `--token-file`: the file holding the bearer token (read when the server starts). */
+  tokenFile: string | undefined;
+  ack: 'durable' | 'delivered';
+  maxBodyBytes: number | undefined;
+  maxPendingBytes: number | undefined;
+  readTimeoutMs: number | undefined;
+  idempotencyTtlMs: number | undefined;
+}
+
 export type Command =
   | RunCommand
+  | ServeCommand
   | FlushCommand
   | { kind: 'demo'; quiet: boolean }
   | ({ kind: 'policy' } & PolicyRequest)
@@ -161,6 +176,13 @@ const FLAGS = {
   partition: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   'metrics-listen': { type: 'string' },
+  listen: { type: 'string' },
+  'token-file': { type: 'string' },
+  ack: { type: 'string' },
+  'max-body': { type: 'string' },
+  'max-pending': { type: 'string' },
+  'read-timeout': { type: 'string' },
+  'idempotency-ttl': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -198,6 +220,11 @@ export const FLAG_OF: Record<string, string> = {
   'spool.fsync': '--fsync',
   'spool.fsyncIntervalMs': '--fsync-interval',
   'spool.maxBytes': '--spool-max',
+  maxBodyBytes: '--max-body',
+  maxPendingBytes: '--max-pending',
+  readTimeoutMs: '--read-timeout',
+  idempotencyTtlMs: '--idempotency-ttl',
+  token: '--token-file',
 };
 
 export function parseCommand(argv: readonly string[]): Command {
@@ -212,8 +239,11 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   const [verb, ...extra] = positionals;
-  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush')) {
-    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy, flush; see s3-sink --help)`);
+  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush' && verb !== 'serve')) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: serve, demo, policy, flush; see s3-sink --help)`);
+  }
+  if (verb !== 'serve') {
+    for (const flag of SERVE_ONLY) if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the serve command`);
   }
   if (verb === 'flush') {
     onlyFlags(values, ['spool-dir', 'dead-letter-dir', 'dead-letters', 'endpoint', 'region', 'checksum', 'quiet'], 'flush');
@@ -249,8 +279,47 @@ export function parseCommand(argv: readonly string[]): Command {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the policy command`);
   }
   if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket to write to)');
+  if (verb === 'serve') return serveCommand(values as FlagValues & { bucket: string });
+  return {
+    kind: 'run',
+    ...sinkCommand(values as FlagValues & { bucket: string }, 'lines'),
+    metrics: values['metrics-listen'] === undefined ? undefined : listen('--metrics-listen', values['metrics-listen']),
+  };
+}
 
-  const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input: 'lines' };
+type FlagValues = ReturnType<typeof parseArgs<{ options: typeof FLAGS; allowPositionals: true; strict: true; tokens: true }>>['values'];
+
+/** The flags of the serve command alone. */
+const SERVE_ONLY = ['listen', 'token-file', 'ack', 'max-body', 'max-pending', 'read-timeout', 'idempotency-ttl'] as const;
+
+/** `s3-sink serve`: the sink's flags, and how the server listens and answers. */
+function serveCommand(values: FlagValues & { bucket: string }): ServeCommand {
+  if (values['metrics-listen'] !== undefined) throw new UsageError('--metrics-listen does not go with serve: its metrics are at /metrics on the --listen address');
+  const ack = values.ack ?? 'durable';
+  if (ack !== 'durable' && ack !== 'delivered') throw new UsageError(`--ack: ${JSON.stringify(ack)} is not durable or delivered`);
+  if (ack === 'durable' && values['spool-dir'] === undefined) {
+    throw new UsageError('serve answers once events are durable in a spool: give --spool-dir DIR (or --ack delivered to answer once they are in S3)');
+  }
+  const address = listen('--listen', values.listen ?? '127.0.0.1:8080');
+  if (values['token-file'] === undefined && !isLoopback(address.host)) {
+    throw new UsageError(`--listen ${values.listen}: not a loopback address, and no --token-file: anyone who can reach it could write to the bucket (give --token-file FILE holding a token clients send as Authorization: Bearer TOKEN)`);
+  }
+  return {
+    ...sinkCommand(values, 'records'),
+    kind: 'serve',
+    listen: address,
+    tokenFile: values['token-file'],
+    ack,
+    maxBodyBytes: values['max-body'] === undefined ? undefined : size('--max-body', values['max-body']),
+    maxPendingBytes: values['max-pending'] === undefined ? undefined : size('--max-pending', values['max-pending']),
+    readTimeoutMs: values['read-timeout'] === undefined ? undefined : duration('--read-timeout', values['read-timeout']),
+    idempotencyTtlMs: values['idempotency-ttl'] === undefined ? undefined : duration('--idempotency-ttl', values['idempotency-ttl']),
+  };
+}
+
+/** The sink's options from the flags, and how to reach S3 (shared by the stdin run and serve). */
+function sinkCommand(values: FlagValues & { bucket: string }, input: 'lines' | 'records'): Omit<RunCommand, 'kind' | 'metrics'> {
+  const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input };
   if (values.prefix !== undefined) sink.prefix = values.prefix;
   if (values['dead-letter-prefix'] !== undefined) sink.deadLetterPrefix = values['dead-letter-prefix'];
   if (values.window !== undefined) sink.windowMs = duration('--window', values.window);
@@ -289,14 +358,7 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['retry-base'] !== undefined) retry.baseMs = duration('--retry-base', values['retry-base']);
   if (values['retry-cap'] !== undefined) retry.capMs = duration('--retry-cap', values['retry-cap']);
   if (Object.keys(retry).length > 0) sink.retry = retry;
-  return {
-    kind: 'run',
-    sink,
-    ...s3Flags(values),
-    check: !values['no-check'],
-    quiet: values.quiet ?? false,
-    metrics: values['metrics-listen'] === undefined ? undefined : listen(values['metrics-listen']),
-  };
+  return { sink, ...s3Flags(values), check: !values['no-check'], quiet: values.quiet ?? false };
 }
 
 /** The flags that say which S3 to talk to, checked. */
@@ -366,9 +428,10 @@ function onlyFlags(values: Record<string, unknown>, allowed: string[], command: 
   }
 }
 
-function listen(text: string): ListenAddress {
+function listen(flag: string, text: string): ListenAddress {
   const address = parseListen(text);
-  if (address === null) throw new UsageError(`--metrics-listen: ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPv6]:PORT (like 9464 or 0.0.0.0:9464)`);
+  const like = flag === '--listen' ? '8080 or 127.0.0.1:8080' : '9464 or 0.0.0.0:9464';
+  if (address === null) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPv6]:PORT (like ${like})`);
   return address;
 }
 
