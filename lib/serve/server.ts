@@ -276,7 +276,8 @@ class Service {
   /** Writes the events into the sink and waits until each has come back; `taken()` once the sink has them all. */
   async #take(records: SinkRecord[], taken: () => void): Promise<{ status: number; body: Record<string, unknown> }> {
     // Said once more just before anything is written: a request refused here has left nothing behind.
-    this.#open();
+    // (A shutdown begun meanwhile is no reason: a request that arrived before it is answered.)
+    this.#open(false);
     const tracker = new Tracker(records.length);
     for (const record of records) record.ack = tracker;
     const written = this.#writing.then(() => this.#write(records));
@@ -297,9 +298,9 @@ class Service {
   }
 
   /** Refuses a request that cannot be taken now (nothing of it has been). */
-  #open(): void {
+  #open(arriving = true): void {
     if (this.#broken) throw this.#broken;
-    if (this.#closing) throw new RequestError(503, 'ERR_S3SINK_CLOSING', 'the server is shutting down: send to another, or again after it restarts', { retryAfter: FULL_RETRY_AFTER_S });
+    if (arriving && this.#closing) throw new RequestError(503, 'ERR_S3SINK_CLOSING', 'the server is shutting down: send to another, or again after it restarts', { retryAfter: FULL_RETRY_AFTER_S });
     const full = this.sink.context.full;
     if (full !== null) {
       const why = full === 'disk-full' ? 'the disk of the spool is full' : `the spool holds its maxBytes (${this.sink.context.disk?.max}) of events not yet in S3`;
