@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
-import { createServer, type ServeOptions, type SinkOptions, type SinkServer } from '../../lib/index.js';
+import { createServer, type ServeOptions, type SinkOptions, type SinkServer, type SpoolOptions } from '../../lib/index.js';
 import { fixedClock } from './clock.js';
 
 export interface Served {
@@ -28,14 +28,14 @@ export interface Answer {
 export async function serve(
   t: { teardown(fn: () => Promise<void>): void },
   s3: S3ClientConfig,
-  options: Omit<Partial<ServeOptions>, 'sink'> & { sink?: Partial<SinkOptions>; spool?: boolean } = {},
+  options: Omit<Partial<ServeOptions>, 'sink'> & { sink?: Partial<SinkOptions>; spool?: boolean | Omit<SpoolOptions, 'dir'> } = {},
 ): Promise<Served> {
   const dir = await mkdtemp(join(tmpdir(), 's3-sink-serve-'));
   const { sink, spool = true, ...rest } = options;
   const server = createServer({
     checkBucket: false,
     ...rest,
-    sink: { bucket: 'bucket', s3, clock: fixedClock(), ...(spool ? { spool: { dir } } : {}), ...sink },
+    sink: { bucket: 'bucket', s3, clock: fixedClock(), ...(spool ? { spool: { dir, ...(spool === true ? {} : spool) } } : {}), ...sink },
   });
   server.sink.on('warning', () => {});
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
