@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { createServer, type ServeOptions, type SinkOptions, type SinkServer, type SpoolOptions } from '../../lib/index.js';
+import { startCli, type CliRun } from './cli.js';
 import { fixedClock } from './clock.js';
 
 export interface Served {
@@ -69,4 +70,22 @@ export function ndjson(from: number, count: number, extra: Record<string, unknow
 /** The same events as `/v1/send` records. */
 export function records(from: number, count: number, extra: Record<string, unknown> = {}): string {
   return JSON.stringify(Array.from({ length: count }, (_, i) => ({ payload: { n: from + i, ...extra } })));
+}
+
+/** `s3-sink serve` in a child process (the built CLI), on a free loopback port; resolves once it listens. */
+export async function startServeCli(args: string[], env: Record<string, string> = {}): Promise<{ run: CliRun; url: string }> {
+  const run = startCli(['serve', '--listen', '127.0.0.1:0', ...args], env);
+  run.child.stdin.end();
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = () => {
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr());
+      if (m) {
+        run.child.stderr.off('data', onData);
+        resolve(m[1] as string);
+      }
+    };
+    run.child.stderr.on('data', onData);
+    run.exit.then(({ code }) => reject(new Error(`serve exited with ${code} before it listened: ${run.stderr()}`)), reject);
+  });
+  return { run, url };
 }
