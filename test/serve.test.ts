@@ -271,3 +271,19 @@ test('shutdown: the requests under way are answered 200, then everything is in S
   t.false(server.listening);
   exactlyOnce(t, await counted('shutdown/'), Array.from({ length: 800 }, (_, n) => n));
 });
+
+test("the requests of Vector's http sink and Fluent Bit's http output (as the README configures them: gzip ndjson with a bearer token) are taken and routed by their fields", async (t) => {
+  const token = 'shipper-token-0123456789';
+  const { server, post: send } = await serve(t, env.s3.s3Config, { token, sink: { prefix: 'shippers/{source}/' } });
+  // Vector: encoding.codec json, framing newline_delimited, compression gzip, auth bearer.
+  const vector = Array.from({ length: 30 }, (_, n) => JSON.stringify({ n, source: 'vector', host: 'web-1', message: `GET /item/${n}`, timestamp: '2026-01-01T12:00:00.000Z' })).join('\n');
+  const fromVector = await send('/v1/lines', gzipSync(`${vector}\n`), { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip', authorization: `Bearer ${token}`, 'user-agent': 'Vector/0.45.0' });
+  t.like(fromVector, { status: 200, body: { events: 30, unrouted: 0 } });
+  // Fluent Bit: Format json_lines, json_date_key date, json_date_format iso8601, Compress gzip, Header Authorization Bearer ...
+  const fluentBit = Array.from({ length: 30 }, (_, i) => JSON.stringify({ date: '2026-01-01T12:00:00.000000Z', n: 30 + i, source: 'fluent-bit', log: `line ${i}`, kubernetes: { namespace_name: 'shop' } })).join('\n');
+  const fromFluentBit = await send('/v1/lines', gzipSync(`${fluentBit}\n`), { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip', authorization: `Bearer ${token}`, 'user-agent': 'Fluent-Bit' });
+  t.like(fromFluentBit, { status: 200, body: { events: 30, unrouted: 0 } });
+  await server.shutdown();
+  t.is((await counted('shippers/vector/')).size, 30);
+  t.is((await counted('shippers/fluent-bit/')).size, 30);
+});

@@ -74,14 +74,14 @@ export function records(from: number, count: number, extra: Record<string, unkno
 
 /** `s3-sink serve` in a child process (the built CLI), on a free loopback port; resolves once it listens. */
 export async function startServeCli(args: string[], env: Record<string, string> = {}): Promise<{ run: CliRun; url: string }> {
-  const run = startCli(['serve', '--listen', '127.0.0.1:0', ...args], env);
+  const run = startCli(['serve', ...(args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0']), ...args], env);
   run.child.stdin.end();
   const url = await new Promise<string>((resolve, reject) => {
     const onData = () => {
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(run.stderr());
+      const m = /listening on http:\/\/[\d.]+:(\d+)/.exec(run.stderr());
       if (m) {
         run.child.stderr.off('data', onData);
-        resolve(m[1] as string);
+        resolve(`http://127.0.0.1:${m[1]}`);
       }
     };
     run.child.stderr.on('data', onData);
