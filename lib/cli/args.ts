@@ -64,6 +64,9 @@ destination and minute, gzipped, multipart-uploaded.
 
 Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
+  s3-sink serve --listen 127.0.0.1:8080 --bucket NAME --spool-dir DIR [--token-file F] [--ack durable|delivered]
+                                                HTTP: POST /v1/send (JSON records), /v1/lines (ndjson),
+                                                answered 200 once every event is durable (or delivered)
   s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
   s3-sink policy --bucket NAME --principal ARN [--region R | --partition P] [--sse-kms-key-id ID] [--tag K=V]
@@ -120,6 +123,19 @@ Failures:
   --request-timeout D      an attempt not answered within D is cut off and retried (default: 2m)
   --sweep-orphans AGE      at start, abort this sink's multipart uploads older than AGE (e.g. 24h)
                            (at least the longest an upload can be live: 96m with the defaults)
+
+Serve (s3-sink serve; every flag above applies too):
+  --listen ADDR            PORT, HOST:PORT or [IPv6]:PORT (default: 127.0.0.1:8080); an address
+                           other than loopback needs --token-file
+  --token-file F           clients must send Authorization: Bearer TOKEN, TOKEN being F's content
+  --ack MODE               durable (default: in the spool, needs --spool-dir) or delivered (in S3)
+  --max-body N             largest request body, as sent and inflated: 413 past it (default: 10MiB)
+  --max-pending N          request bodies held before the sink takes them: 429 past it (default: 64MiB)
+  --read-timeout D         a request must arrive whole within D: 408 past it (default: 30s)
+  --idempotency-ttl D      how long an answered Idempotency-Key is remembered (default: 1h)
+  The spool full: 503 with Retry-After. GET /healthz, /readyz, /metrics. The group commit
+  runs every 5ms unless --fsync-interval says otherwise. SIGTERM: stop listening, answer
+  the requests under way, flush, exit 0.
 
 Output:
   --quiet                  no progress on stderr (errors, warnings and dead letters still print)
