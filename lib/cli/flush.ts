@@ -1,10 +1,10 @@
 import { readdir } from 'node:fs/promises';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { redeliverDeadLetters } from '../deadLetter.js';
-import { messageOf, OptionError } from '../errors.js';
+import { messageOf } from '../errors.js';
 import { s3Sink, type S3Sink } from '../sink.js';
 import { SpoolLockedError, type Spool } from '../spool.js';
-import { FLAG_OF, UsageError, type FlushCommand } from './args.js';
+import type { FlushCommand } from './args.js';
 import { Progress } from './progress.js';
 import { clientConfig, usageOf, type Io } from './run.js';
 
