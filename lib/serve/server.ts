@@ -35,6 +35,8 @@ export const FULL_RETRY_AFTER_S = 5;
 /** The file in the spool directory where answered `Idempotency-Key`s are kept. */
 export const IDEMPOTENCY_FILE = 'idempotency-keys.ndjson';
 
+const EMPTY = Buffer.alloc(0);
+
 type Route = '/v1/send' | '/v1/lines' | '/healthz' | '/readyz' | '/metrics';
 const ROUTES = new Set<string>(['/v1/send', '/v1/lines', '/healthz', '/readyz', '/metrics']);
 
@@ -237,9 +239,12 @@ class Service {
         held -= raw;
       }
       const records = route === '/v1/send' ? parseSendBody(body) : linesOf(body);
+      const hash = key === undefined ? '' : createHash('sha256').update(route).update('\n').update(body).digest('hex');
+      // From here only the records hold the body (their lines are views of it), and only until the sink has them.
+      body = EMPTY;
       // Answered as the first request with this key was, or taken now.
       if (key !== undefined) {
-        const claim = this.#keys.claim(key, createHash('sha256').update(route).update('\n').update(body).digest('hex'));
+        const claim = this.#keys.claim(key, hash);
         if (claim.kind === 'mismatch') throw new RequestError(422, 'ERR_S3SINK_IDEMPOTENCY_MISMATCH', `Idempotency-Key ${JSON.stringify(key)} was used for another body: a key names one request`);
         if (claim.kind === 'replay') {
           this.#release(held);
@@ -283,6 +288,8 @@ class Service {
     const written = this.#writing.then(() => this.#write(records));
     this.#writing = written.catch(() => {});
     await Promise.race([written, this.#brokenPromise]);
+    // The sink has them: what it holds is in its budget; the body need not wait here for the acks (with 'delivered', a window).
+    records.length = 0;
     taken();
     await Promise.race([tracker.done, this.#brokenPromise]);
     // Waiting for delivery, events given up on with nowhere to keep them are lost: the client must send them again.
