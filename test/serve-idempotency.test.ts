@@ -11,7 +11,7 @@ function run(claim: Claim): (status: number, body?: string) => void {
 
 test('a key answered 200 is replayed until its ttl passes; one answered otherwise is free again; another body under it is a mismatch', async (t) => {
   let now = 1_000;
-  const keys = new IdempotencyKeys({ ttlMs: 60_000, maxKeys: 10, file: null, now: () => now });
+  const keys = new IdempotencyKeys({ ttlMs: 60_000, maxKeys: 10, file: null, now: () => now, warn: () => {} });
   run(keys.claim('a', 'h1'))(200);
   const again = keys.claim('a', 'h1');
   t.is(again.kind, 'replay');
@@ -24,7 +24,7 @@ test('a key answered 200 is replayed until its ttl passes; one answered otherwis
 });
 
 test('a second claim while the first is under way waits for its answer', async (t) => {
-  const keys = new IdempotencyKeys({ ttlMs: 60_000, maxKeys: 10, file: null, now: () => 0 });
+  const keys = new IdempotencyKeys({ ttlMs: 60_000, maxKeys: 10, file: null, now: () => 0, warn: () => {} });
   const finish = run(keys.claim('k', 'h'));
   const waiting = keys.claim('k', 'h');
   t.is(waiting.kind, 'replay');
@@ -33,7 +33,7 @@ test('a second claim while the first is under way waits for its answer', async (
 });
 
 test('at most maxKeys are kept, the oldest forgotten first', (t) => {
-  const keys = new IdempotencyKeys({ ttlMs: 60_000, maxKeys: 3, file: null, now: () => 0 });
+  const keys = new IdempotencyKeys({ ttlMs: 60_000, maxKeys: 3, file: null, now: () => 0, warn: () => {} });
   for (const k of ['a', 'b', 'c', 'd']) run(keys.claim(k, 'h'))(200);
   keys.claim('e', 'h');
   t.is(keys.claim('a', 'h').kind, 'run');
@@ -45,7 +45,7 @@ test('with a file, answered keys survive a restart (a torn last line and expired
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'keys.ndjson');
   let now = 0;
-  const first = new IdempotencyKeys({ ttlMs: 10_000, maxKeys: 100, file, now: () => now });
+  const first = new IdempotencyKeys({ ttlMs: 10_000, maxKeys: 100, file, now: () => now, warn: () => {} });
   run(first.claim('old', 'h'))(200);
   now = 5_000;
   run(first.claim('kept', 'h'))(200, '{"events":2}');
@@ -53,7 +53,7 @@ test('with a file, answered keys survive a restart (a torn last line and expired
   first.close();
   await appendFile(file, '{"k":"torn","h":"h","t":50');
   now = 12_000;
-  const second = new IdempotencyKeys({ ttlMs: 10_000, maxKeys: 100, file, now: () => now });
+  const second = new IdempotencyKeys({ ttlMs: 10_000, maxKeys: 100, file, now: () => now, warn: () => {} });
   const kept = second.claim('kept', 'h');
   t.is(kept.kind, 'replay');
   t.deepEqual(await (kept as { outcome: Promise<unknown> }).outcome, { status: 200, body: '{"events":2}' });

@@ -45,6 +45,8 @@ export interface IdempotencyOptions {
   /** Where keys are kept across restarts; `null`: in memory only. */
   file: string | null;
   now: () => number;
+  /** A write to the file failed: the key is still remembered, in memory. */
+  warn(message: string): void;
 }
 
 export class IdempotencyKeys {
@@ -103,10 +105,15 @@ export class IdempotencyKeys {
   #append(key: string, entry: Entry): void {
     const file = this.#options.file;
     if (file === null) return;
-    if (this.#lines > Math.max(1024, 2 * this.#entries.size)) this.#compact(file);
-    this.#fd ??= openSync(file, 'a');
-    writeSync(this.#fd, line(key, entry));
-    this.#lines += 1;
+    try {
+      if (this.#lines > Math.max(1024, 2 * this.#entries.size)) this.#compact(file);
+      this.#fd ??= openSync(file, 'a');
+      writeSync(this.#fd, line(key, entry));
+      this.#lines += 1;
+    } catch (err) {
+      // The request's events are durable and its answer is 200 all the same; only a restart would forget the key.
+      this.#options.warn(`could not write Idempotency-Key ${JSON.stringify(key)} to ${file}: ${(err as Error).message}; it is remembered until a restart`);
+    }
   }
 
   #load(file: string): void {

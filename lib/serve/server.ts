@@ -122,6 +122,7 @@ class Service {
       maxKeys: options.idempotencyMaxKeys,
       file: ctx.spool === null ? null : join(ctx.spool.dir, IDEMPOTENCY_FILE),
       now: () => ctx.options.clock.now(),
+      warn: (message) => ctx.warn('S3SINK_IDEMPOTENCY_FILE', message),
     });
     let breakAll: (err: RequestError) => void = () => {};
     this.#brokenPromise = new Promise<never>((_, reject) => (breakAll = reject));
@@ -177,8 +178,15 @@ class Service {
     const path = pathOf(req);
     const route = ROUTES.has(path) ? path : 'other';
     req.on('error', () => {}); // a client that goes away: the read fails, and the request with it
+    res.on('error', () => {});
     res.on('finish', () => this.#metrics.observe(route, res.statusCode, (performance.now() - started) / 1000));
-    const answered = this.#route(path as Route, req, res).catch((err: unknown) => this.#fail(req, res, err));
+    const answered = this.#route(path as Route, req, res).catch((err: unknown) => {
+      try {
+        this.#fail(req, res, err);
+      } catch {
+        res.destroy();
+      }
+    });
     this.#inFlight.add(answered);
     void answered.finally(() => this.#inFlight.delete(answered));
   };
