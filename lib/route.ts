@@ -82,7 +82,12 @@ export class Router {
       const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
       if (dest !== null && !('problem' in dest)) return dest;
       this.#ctx.counters.unrouted += 1;
-      return this.#destination(bucket, options.deadLetterPrefix) as Destination;
+      const deadLetter = this.#destination(bucket, options.deadLetterPrefix) as Destination;
+      if (event.ack !== undefined) {
+        const reason = 'miss' in filled ? filled.miss : `prefix ${JSON.stringify(filled.prefix.slice(0, 60))} ${(dest as { problem: string }).problem}`;
+        this.#ctx.report('unrouted', { ack: event.ack, reason, prefix: deadLetter.prefix });
+      }
+      return deadLetter;
     }
     return this.#destination(bucket, options.prefix) as Destination;
   }

@@ -156,6 +156,11 @@ export class Spool {
       .map((name) => join(this.dir, name));
   }
 
+  /** A write waits for room on a full disk now (`S3SINK_SPOOL_FULL` said, `S3SINK_SPOOL_ROOM` not yet). */
+  get diskFull(): boolean {
+    return this.#full;
+  }
+
   /** Bytes of this run's segments now on disk. */
   get bytes(): number {
     return this.#bytes;
