@@ -287,7 +287,8 @@ test('the start-up check answers within seconds, naming the endpoint, against a 
   const seconds = (performance.now() - started) / 1000;
   t.is(code, 1);
   t.is(stderr, `s3-sink: cannot reach ${endpoint} to check bucket bucket: no answer within 10 s (3 attempts of GetBucketLocation)\n`);
-  t.true(seconds < 14, `answered in ${seconds.toFixed(1)} s`);
+  // Bounded by the check's 10 s, not the SDK's minutes (the margin is for a process start on a loaded machine: npm test runs Kafka brokers beside it).
+  t.true(seconds < 20, `answered in ${seconds.toFixed(1)} s`);
   t.true(sockets.length >= 2, 'it tried again, on a new connection');
 });
 
@@ -301,7 +302,8 @@ test('the start-up check against a port with nothing listening answers at once, 
   const seconds = (performance.now() - started) / 1000;
   t.is(code, 1);
   t.regex(stderr, new RegExp(`^s3-sink: cannot reach ${endpoint.replace(/\./g, '\\.')} to check bucket bucket: ECONNREFUSED: connect ECONNREFUSED 127\\.0\\.0\\.1:\\d+ \\(3 attempts\\)\n$`));
-  t.true(seconds < 5, `answered in ${seconds.toFixed(1)} s`);
+  // No retries over a refusal: well under the 10 s the check allows a silent store.
+  t.true(seconds < 9, `answered in ${seconds.toFixed(1)} s`);
 });
 
 test('--dead-letter-dir: a batch S3 refuses is written there with its sidecar, the rest is delivered, and the run exits 1 saying so', async (t) => {
