@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { makeInput, type Input, type InputKind } from './inputs.js';
+import { startKafkaBench, type KafkaBench } from './kafka.js';
 import { summarizeProfile } from './profile.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -37,8 +38,10 @@ const quick = flags.quick ?? false;
 const rounds = Number(flags.rounds ?? (quick ? 1 : 3));
 const MiB = 1024 * 1024;
 const SIZES = quick
-  ? { logs: 20 * MiB, tiny: 10 * MiB, noise: 10 * MiB, small: 10 * MiB, large: 50 * MiB }
-  : { logs: 200 * MiB, tiny: 100 * MiB, noise: 100 * MiB, small: 100 * MiB, large: 1024 * MiB };
+  ? { logs: 20 * MiB, tiny: 10 * MiB, noise: 10 * MiB, small: 10 * MiB, large: 50 * MiB, serve1k: 2 * MiB }
+  : { logs: 200 * MiB, tiny: 100 * MiB, noise: 100 * MiB, small: 100 * MiB, large: 1024 * MiB, serve1k: 20 * MiB };
+/** Concurrent clients of the serve scenarios. */
+const SERVE_CLIENTS = 16;
 const THROTTLE_BYTES_PER_SECOND = 4_000_000;
 const BUCKET = 'bench';
 const cores = availableParallelism();
@@ -49,6 +52,8 @@ interface Measured {
   /** Of which the main thread (node runs only). */
   mainCpuSeconds: number | null;
   maxRssBytes: number | null;
+  /** Serve scenarios: HTTP requests answered. */
+  requests?: number;
 }
 
 interface Row {
@@ -138,7 +143,8 @@ interface Scenario {
   name: string;
   input: keyof typeof SIZES;
   baseline: string | null;
-  run(prefix: string): Promise<Measured>;
+  /** `null`: skipped (what it needs is missing: said on stderr). */
+  run(prefix: string): Promise<Measured | null>;
   /** Lines expected in S3 under the run's prefix; `null` for baselines. */
   checked: boolean;
 }
@@ -147,7 +153,7 @@ async function main(): Promise<void> {
   const inputDir = join(tmpdir(), 's3-sink-bench-inputs-v1');
   mkdirSync(inputDir, { recursive: true });
   const inputs = {} as Record<keyof typeof SIZES, Input>;
-  const kinds: Record<keyof typeof SIZES, InputKind> = { logs: 'logs', tiny: 'tiny', noise: 'noise', small: 'logs', large: 'logs' };
+  const kinds: Record<keyof typeof SIZES, InputKind> = { logs: 'logs', tiny: 'tiny', noise: 'noise', small: 'logs', large: 'logs', serve1k: 'logs' };
   for (const [name, bytes] of Object.entries(SIZES) as [keyof typeof SIZES, number][]) {
     const path = join(inputDir, `${name}-${bytes}.txt`);
     const meta = `${path}.json`;
@@ -177,7 +183,49 @@ async function main(): Promise<void> {
       rmSync(dir, { recursive: true, force: true });
     }
   };
+  /**
+   * `s3-sink serve` with a spool (its own process, measured like the CLI runs),
+   * and the load generator in another: `SERVE_CLIENTS` clients post the input
+   * cut into bodies of `bodyBytes`, each answered once its events are durable.
+   * The time is the load's (first request to last answer); the server's CPU
+   * and RSS include its flush after SIGTERM.
+   */
+  const serveRun = (input: keyof typeof SIZES, bodyBytes: number) => (prefix: string) =>
+    withSpoolDir(async (dir) => {
+      const usageFile = join(tmpdir(), `s3-sink-bench-usage-${process.pid}-${Date.now()}.json`);
+      const server = spawn(process.execPath, [...nodeArgs(), join(root, 'dist', 'cli.js'), 'serve', '--listen', '127.0.0.1:0', '--bucket', BUCKET, '--prefix', prefix, '--endpoint', endpoint, '--spool-dir', dir, '--quiet'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', S3SINK_BENCH_RUSAGE: usageFile },
+      });
+      let stderr = '';
+      const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+      const url = await new Promise<string>((resolve, reject) => {
+        server.stderr?.on('data', (chunk: Buffer) => {
+          stderr += chunk;
+          const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(stderr);
+          if (m) resolve(m[1] as string);
+        });
+        void exited.then((code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
+      });
+      const load = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'bench', 'load.ts'), `${url}/v1/lines`, String(SERVE_CLIENTS), inputs[input].path, String(bodyBytes)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      server.kill('SIGTERM');
+      const code = await exited;
+      if (load.status !== 0) throw new Error(`load generator: ${load.stderr}`);
+      if (code !== 0) throw new Error(`serve exited with ${code}: ${stderr}`);
+      const result = JSON.parse(load.stdout) as { requests: number; seconds: number };
+      const usage = JSON.parse(readFileSync(usageFile, 'utf8')) as { cpuSeconds: number; mainCpuSeconds: number | null; maxRssBytes: number };
+      rmSync(usageFile, { force: true });
+      return { seconds: result.seconds, requests: result.requests, cpuSeconds: usage.cpuSeconds, mainCpuSeconds: usage.mainCpuSeconds, maxRssBytes: usage.maxRssBytes };
+    });
   const gzipOf = (input: keyof typeof SIZES) => () => Promise.resolve(runShell(`gzip -6 -c < ${inputs[input].path} > /dev/null`));
+
+  // The Kafka rows need a broker and the topic filled: only when they run.
+  let kafka: KafkaBench | null | undefined;
+  const kafkaRun = (workers: number) => async (prefix: string) => {
+    kafka ??= await startKafkaBench(inputs.logs, { endpoint, bucket: BUCKET }, nodeArgs(), join(root, 'dist', 'cli.js'));
+    if (kafka === null) return null;
+    return kafka.run(workers, prefix);
+  };
 
   const scenarios: Scenario[] = [
     { name: 'gzip -6', input: 'logs', baseline: null, checked: false, run: gzipOf('logs') },
@@ -185,6 +233,11 @@ async function main(): Promise<void> {
     { name: 'CLI, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode(cli(p), inputs.logs.path) },
     // The durable spool: every line written to disk (fsync 'interval') before it is compressed, against the same CLI without it.
     { name: 'CLI, 1 destination, --spool-dir', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: (p) => withSpoolDir((dir) => runNode(cli(p, '--spool-dir', dir), inputs.logs.path)) },
+    { name: 'Kafka, 1 worker (6 partitions)', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: kafkaRun(1) },
+    { name: 'Kafka, 2 workers (6 partitions)', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: kafkaRun(2) },
+    // The same spool behind HTTP: requests of 1 KiB and 64 KiB from 16 clients, each answered once durable.
+    { name: `serve, ${SERVE_CLIENTS} clients, 1 KiB bodies`, input: 'serve1k', baseline: 'CLI, 1 destination, --spool-dir', checked: true, run: serveRun('serve1k', 1024) },
+    { name: `serve, ${SERVE_CLIENTS} clients, 64 KiB bodies`, input: 'logs', baseline: 'CLI, 1 destination, --spool-dir', checked: true, run: serveRun('logs', 64 * 1024) },
     { name: 'library, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode([join(root, 'bench', 'lib-run.mjs'), inputs.logs.path, endpoint, BUCKET, p], inputs.logs.path) },
     { name: 'CLI, 8 destinations ({service})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{service}/`), inputs.logs.path) },
     { name: 'CLI, 1000 destinations ({tenant})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{tenant}/`), inputs.logs.path) },
@@ -205,6 +258,10 @@ async function main(): Promise<void> {
       const prefix = `r${round}/s${runId++}/`;
       process.stderr.write(`round ${round}/${rounds}: ${scenario.name} ... `);
       const measured = await scenario.run(prefix);
+      if (measured === null) {
+        process.stderr.write('skipped\n');
+        continue;
+      }
       process.stderr.write(`${measured.seconds.toFixed(2)} s\n`);
       const input = inputs[scenario.input];
       if (scenario.checked) {
@@ -255,6 +312,7 @@ async function main(): Promise<void> {
     profile = summarizeProfile(dir, 20);
   }
 
+  await kafka?.stop();
   client.destroy();
   await s3.stop();
 
@@ -265,7 +323,8 @@ async function main(): Promise<void> {
     const cpu = row.runs.every((r) => r.cpuSeconds !== null) ? median(row.runs.map((r) => r.cpuSeconds as number)) : null;
     const mainCpu = row.runs.every((r) => r.mainCpuSeconds !== null) ? median(row.runs.map((r) => r.mainCpuSeconds as number)) : null;
     const rss = row.runs.every((r) => r.maxRssBytes !== null) ? median(row.runs.map((r) => r.maxRssBytes as number)) : null;
-    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, mainCpuSeconds: mainCpu, peakRssMiB: rss === null ? null : rss / MiB, baseline: row.baseline, ratio: null as number | null };
+    const requests = row.runs[0]?.requests;
+    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, requestsPerSecond: requests === undefined ? null : requests / seconds, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, mainCpuSeconds: mainCpu, peakRssMiB: rss === null ? null : rss / MiB, baseline: row.baseline, ratio: null as number | null };
   });
   for (const s of summary) {
     const base = summary.find((b) => b.scenario === s.baseline);
@@ -278,11 +337,11 @@ async function main(): Promise<void> {
   const lines = [
     `s3-sink benchmark: ${machine.cpu}, ${cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}; ${rounds} round(s), medians; s3rver in its own process`,
     '',
-    `| ${pad('scenario', 38)} | ${pad('input', 13)} | MiB/s | events/s  | CPU s | main thread CPU s | peak RSS MiB | baseline (same run)       | ratio |`,
-    `|${'-'.repeat(40)}|${'-'.repeat(15)}|------:|----------:|------:|------------------:|-------------:|${'-'.repeat(27)}|------:|`,
+    `| ${pad('scenario', 38)} | ${pad('input', 13)} | MiB/s | events/s  | CPU s | main thread CPU s | peak RSS MiB | baseline (same run)             | ratio |`,
+    `|${'-'.repeat(40)}|${'-'.repeat(15)}|------:|----------:|------:|------------------:|-------------:|${'-'.repeat(33)}|------:|`,
     ...summary.map(
       (s) =>
-        `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.mainCpuSeconds).padStart(17)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 25)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
+        `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.mainCpuSeconds).padStart(17)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 31)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
     ),
     '',
     ...(memory === null
@@ -291,6 +350,7 @@ async function main(): Promise<void> {
           `memory: idle CLI ${num(memory.idleRssMiB, 0)} MiB; peak ${num(memory.smallPeakRssMiB, 0)} MiB over ${memory.smallInputMiB} MiB of input, ${num(memory.largePeakRssMiB, 0)} MiB over ${memory.largeInputMiB} MiB (×${num(memory.largeOverSmall, 2)});`,
           `        S3 throttled to ${THROTTLE_BYTES_PER_SECOND / 1e6} MB/s: peak ${num(memory.throttledPeakRssMiB, 0)} MiB, ${num(memory.throttledAboveIdleMiB, 0)} MiB above idle (${num(memory.throttledSeconds)} s)`,
         ]),
+    ...summary.filter((s) => s.requestsPerSecond !== null).map((s) => `${s.scenario}: ${Math.round(s.requestsPerSecond as number)} requests/s, ${num(s.mibPerSecond)} MiB/s (${s.baseline}: ${num(summary.find((b) => b.scenario === s.baseline)?.mibPerSecond ?? null)} MiB/s)`),
     'every sink run checked: lines in S3 = lines sent',
   ];
   const report = lines.join('\n');

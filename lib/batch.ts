@@ -70,6 +70,12 @@ export interface Batch {
   readonly openedAt: number;
   /** When its window ends (ms since epoch). */
   readonly windowEnd: number;
+  /**
+   * The source can give its events again until the batch is durable (Kafka):
+   * its spool segment ends with a mark when the batch ends, and one without
+   * the mark is dropped at recovery instead of delivered.
+   */
+  readonly sealed?: boolean;
   /** Events and line bytes in it so far (updated by `window` until it closes). */
   events: number;
   bytes: number;

@@ -92,6 +92,23 @@ export interface Recovered {
   bytes: number;
 }
 
+/**
+ * An event that went to `deadLetterPrefix` because its templated prefix could
+ * not be filled (the `'unrouted'` event): said only for events that carry an
+ * `ack`, so a caller can tell its client. The event itself goes on (it is
+ * spooled and delivered under that prefix; its ack comes back as usual).
+ */
+export interface Unrouted {
+  ack: unknown;
+  /** Why the template could not be filled. */
+  reason: string;
+  /** Where the event went: the normalised dead-letter prefix. */
+  prefix: string;
+}
+
+/** Why input waits for room now (see `SinkContext.full`). */
+export type Full = 'spool-max' | 'disk-full';
+
 /** Something the operator should know that did not stop delivery (the `'warning'` event). */
 export interface SinkWarning {
   /** Stable: `S3SINK_NO_ABORT`, `S3SINK_ABORT_FAILED`, `S3SINK_NO_LIST_UPLOADS`, `S3SINK_SWEEP_FAILED`. */
@@ -118,6 +135,7 @@ export interface SinkEvents {
   durable: [unknown[]];
   delivered: [Delivered];
   recovered: [Recovered];
+  unrouted: [Unrouted];
 }
 
 type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'spooledBytes'>;
@@ -165,6 +183,8 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   /** Where the sink's events also go: the S3Sink that wraps this context, if any. */
   #target: EventEmitter = this;
   #disposed = false;
+  /** Set by `window` while it waits for the spool's `maxBytes` to drain (see `full`). */
+  spoolAtMax = false;
 
   constructor(options: SinkOptions = {}) {
     super();
@@ -200,6 +220,18 @@ export class SinkContext extends EventEmitter<SinkEvents> {
       const [option, dir] = this.options.deadLetter === undefined ? ['spool.dir', options.dir] : ['deadLetter', this.options.deadLetter];
       throw new OptionError(option, dir, `a directory that can be created and written (${(err as Error).message})`);
     }
+  }
+
+  /**
+   * Whether input waits now for the spool to have room, beyond ordinary
+   * backpressure: `'spool-max'` while `window` waits for the spool's
+   * `maxBytes` to drain (S3 slow or down: `S3SINK_SPOOL_MAX`), `'disk-full'`
+   * while a spool write waits for room on its disk (`S3SINK_SPOOL_FULL`);
+   * `null` otherwise. A server answers 503 then instead of taking more in.
+   */
+  get full(): Full | null {
+    if (this.spool?.diskFull) return 'disk-full';
+    return this.spoolAtMax ? 'spool-max' : null;
   }
 
   stats(): SinkStats {

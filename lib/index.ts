@@ -1,5 +1,5 @@
 export { s3Sink, composeSink, S3Sink } from './sink.js';
-export { sinkContext, SinkContext, type Receipt, type Recovered, type Rejection, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
+export { sinkContext, SinkContext, type Receipt, type Recovered, type Rejection, type SinkStats, type SinkWarning, type SweepResult, type Unrouted, type Full } from './context.js';
 export { redeliverDeadLetters, type DeadLetter, type Redelivery } from './deadLetter.js';
 export { sweepOrphans } from './multipart.js';
 export { DEFAULT_RETRY, backoffDelay, classify, type RetryPolicy } from './retry.js';
@@ -22,3 +22,6 @@ export { systemClock, type Clock } from './clock.js';
 export { S3SinkError, OptionError, UploadError, ClockError } from './errors.js';
 export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export { PayloadError } from './framing.js';
+export { createServer, type SinkServer, type Readiness, IDEMPOTENCY_FILE } from './serve/server.js';
+export { type ServeOptions } from './serve/options.js';
+export { RequestError } from './serve/body.js';

@@ -346,25 +346,25 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
   if (o.acl !== undefined && !CANNED_ACLS.includes(o.acl)) throw new OptionError('acl', o.acl, `a canned ACL: ${CANNED_ACLS.join(', ')}`);
   const params = resolveObjectParams(o);
 
-  const windowMs = int('windowMs', o.windowMs, DEFAULTS.windowMs, 1, 24 * 3600 * 1000);
-  const partSize = int('partSize', o.partSize, DEFAULTS.partSize, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE);
-  const queueSize = int('queueSize', o.queueSize, DEFAULTS.queueSize, 1, 64);
-  const maxUploads = int('maxUploads', o.maxUploads, DEFAULTS.maxUploads, 1, 1024);
-  const maxBufferedBytes = int('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes, 1 * MiB, 64 * GiB);
+  const windowMs = intOption('windowMs', o.windowMs, DEFAULTS.windowMs, 1, 24 * 3600 * 1000);
+  const partSize = intOption('partSize', o.partSize, DEFAULTS.partSize, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE);
+  const queueSize = intOption('queueSize', o.queueSize, DEFAULTS.queueSize, 1, 64);
+  const maxUploads = intOption('maxUploads', o.maxUploads, DEFAULTS.maxUploads, 1, 1024);
+  const maxBufferedBytes = intOption('maxBufferedBytes', o.maxBufferedBytes, DEFAULTS.maxBufferedBytes, 1 * MiB, 64 * GiB);
   // 2: a line of one byte and its \n. Less, and the error would name maxLineBytes, which the user never set.
-  const maxObjectBytes = int('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 2, 5 * 1024 * GiB);
+  const maxObjectBytes = intOption('maxObjectBytes', o.maxObjectBytes, DEFAULTS.maxObjectBytes, 2, 5 * 1024 * GiB);
   // Unset, it shrinks to fit a small budget or object size rather than refuse them.
   const lineDefault = Math.max(1, Math.min(DEFAULTS.maxLineBytes, Math.floor(maxBufferedBytes / 4), maxObjectBytes - 1));
-  const maxLineBytes = int('maxLineBytes', o.maxLineBytes, lineDefault, 1, 256 * MiB);
-  const gzipLevel = int('gzipLevel', o.gzipLevel, DEFAULTS.gzipLevel, 0, 9);
+  const maxLineBytes = intOption('maxLineBytes', o.maxLineBytes, lineDefault, 1, 256 * MiB);
+  const gzipLevel = intOption('gzipLevel', o.gzipLevel, DEFAULTS.gzipLevel, 0, 9);
   if (o.parallelGzip !== undefined && typeof o.parallelGzip !== 'boolean') throw new OptionError('parallelGzip', o.parallelGzip, 'true or false');
   const retry = resolveRetry(o.retry);
-  const requestTimeoutMs = int('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 100, 3_600_000);
+  const requestTimeoutMs = intOption('requestTimeoutMs', o.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 100, 3_600_000);
   if (o.deadLetter !== undefined && (typeof o.deadLetter !== 'string' || o.deadLetter === '')) throw new OptionError('deadLetter', o.deadLetter, 'a directory path');
   if (o.spool !== undefined && o.deadLetter !== undefined) throw new OptionError('deadLetter', o.deadLetter, 'no deadLetter with a spool (it keeps given-up batches in its dead/ directory)');
   // deadLetter is a spool by another name: segments in DIR/.spool (written, not fsynced), dead letters in DIR.
   const spool = o.deadLetter === undefined ? resolveSpool(o.spool) : Object.freeze({ dir: join(o.deadLetter, '.spool'), deadDir: o.deadLetter, fsync: 'never' as const, fsyncIntervalMs: 200, maxBytes: 8 * GiB });
-  const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : int('sweepOrphans', o.sweepOrphans, 0, 1, MAX_SWEEP_AGE_MS);
+  const sweepOrphans = o.sweepOrphans === undefined || o.sweepOrphans === false ? false : intOption('sweepOrphans', o.sweepOrphans, 0, 1, MAX_SWEEP_AGE_MS);
   if (sweepOrphans !== false) {
     if (o.bucket === undefined) throw new OptionError('sweepOrphans', o.sweepOrphans, 'a default bucket to sweep (the bucket option)');
     const floor = orphanAgeFloor({ windowMs, partSize, queueSize, maxBufferedBytes, retry, requestTimeoutMs });
@@ -486,8 +486,8 @@ function resolveSpool(value: unknown): ResolvedSpool | null {
     dir: o.dir,
     deadDir: join(o.dir, 'dead'),
     fsync,
-    fsyncIntervalMs: int('spool.fsyncIntervalMs', o.fsyncIntervalMs, 200, 1, 60_000),
-    maxBytes: int('spool.maxBytes', o.maxBytes, 8 * GiB, 1 * MiB, 2 ** 50),
+    fsyncIntervalMs: intOption('spool.fsyncIntervalMs', o.fsyncIntervalMs, 200, 1, 60_000),
+    maxBytes: intOption('spool.maxBytes', o.maxBytes, 8 * GiB, 1 * MiB, 2 ** 50),
   });
 }
 
@@ -498,13 +498,14 @@ function resolveRetry(value: unknown): RetryPolicy {
   for (const name of Object.keys(r)) {
     if (name !== 'attempts' && name !== 'baseMs' && name !== 'capMs') throw new OptionError(`retry.${name}`, (r as Record<string, unknown>)[name], 'no such field; retry has attempts, baseMs and capMs');
   }
-  const attempts = int('retry.attempts', r.attempts, DEFAULT_RETRY.attempts, 1, 100);
-  const baseMs = int('retry.baseMs', r.baseMs, DEFAULT_RETRY.baseMs, 1, 60_000);
-  const capMs = int('retry.capMs', r.capMs, Math.max(baseMs, DEFAULT_RETRY.capMs), baseMs, 3_600_000);
+  const attempts = intOption('retry.attempts', r.attempts, DEFAULT_RETRY.attempts, 1, 100);
+  const baseMs = intOption('retry.baseMs', r.baseMs, DEFAULT_RETRY.baseMs, 1, 60_000);
+  const capMs = intOption('retry.capMs', r.capMs, Math.max(baseMs, DEFAULT_RETRY.capMs), baseMs, 3_600_000);
   return Object.freeze({ attempts, baseMs, capMs });
 }
 
-function int(name: string, value: unknown, fallback: number, min: number, max: number): number {
+/** An integer option from `min` to `max`, or `fallback` when it is not given; throws `OptionError` naming `name`. */
+export function intOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new OptionError(name, value, `an integer from ${min} to ${max}`);

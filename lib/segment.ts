@@ -8,7 +8,11 @@ import { crc32 } from 'node:zlib';
  *
  * - `HEADER` (first, once): JSON naming the batch (bucket, key, when it opened);
  * - `DATA`: framed lines of the batch (each ends in `\n`), in order;
- * - `UPLOAD`: JSON `{ uploadId }`, a multipart upload started for it (aborted on recovery).
+ * - `UPLOAD`: JSON `{ uploadId }`, a multipart upload started for it (aborted on recovery);
+ * - `END` (empty, last): the batch ended and all of it is here. Written only
+ *   for a batch whose header says `sealed`: recovery delivers such a segment
+ *   only when it ends in `END` (the Kafka input's batches: what did not end
+ *   is read from Kafka again).
  *
  * A record is appended with one positioned write. `kill -9` can leave the
  * last one short (a torn tail); a crc that does not match means the disk
@@ -21,6 +25,7 @@ export const RECORD_HEADER_BYTES = 13;
 export const HEADER = 1;
 export const DATA = 2;
 export const UPLOAD = 3;
+export const END = 4;
 
 /** What a segment's header record says. */
 export interface SegmentHeader {
@@ -29,6 +34,8 @@ export interface SegmentHeader {
   key: string;
   /** When the batch opened (ms since epoch): the time in its key. */
   openedAt: number;
+  /** Delivered on recovery only when the segment ends in an `END` record. */
+  sealed?: true;
 }
 
 /** The 13 bytes before a record's payload. */
@@ -108,7 +115,7 @@ export class SegmentReader {
     const head = await this.#read(this.#at, RECORD_HEADER_BYTES);
     const type = head.readUInt8(0);
     const length = head.readUInt32BE(1);
-    if (crc32(head.subarray(0, 9)) !== head.readUInt32BE(9) || (type !== HEADER && type !== DATA && type !== UPLOAD)) {
+    if (crc32(head.subarray(0, 9)) !== head.readUInt32BE(9) || (type !== HEADER && type !== DATA && type !== UPLOAD && type !== END)) {
       this.tail = { kind: 'corrupt', offset: this.#at, bytes: left };
       return null;
     }

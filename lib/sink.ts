@@ -1,5 +1,5 @@
 import { finished, pipeline, Writable, type Duplex } from 'node:stream';
-import { sinkContext, type Receipt, type Recovered, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult } from './context.js';
+import { sinkContext, type Receipt, type Recovered, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult, type Unrouted } from './context.js';
 import type { DeadLetter } from './deadLetter.js';
 import { sweepOrphans } from './multipart.js';
 import type { SinkOptions } from './options.js';
@@ -29,6 +29,7 @@ export interface S3Sink {
   on(event: 'durable', listener: (acks: unknown[]) => void): this;
   on(event: 'delivered', listener: (delivered: Delivered) => void): this;
   on(event: 'recovered', listener: (recovered: Recovered) => void): this;
+  on(event: 'unrouted', listener: (unrouted: Unrouted) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'object', listener: (receipt: Receipt) => void): this;
   once(event: 'rejected', listener: (rejection: Rejection) => void): this;
@@ -39,6 +40,7 @@ export interface S3Sink {
   once(event: 'durable', listener: (acks: unknown[]) => void): this;
   once(event: 'delivered', listener: (delivered: Delivered) => void): this;
   once(event: 'recovered', listener: (recovered: Recovered) => void): this;
+  once(event: 'unrouted', listener: (unrouted: Unrouted) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 

@@ -9,7 +9,7 @@ import { createGzip } from 'node:zlib';
 import type { Acks, Batch } from './batch.js';
 import { DeadLetterDir, type DeadLetter } from './deadLetter.js';
 import { S3SinkError, messageOf } from './errors.js';
-import { DATA, encodeHeader, encodeRecord, recordHead, SegmentReader, UPLOAD, wholeLines } from './segment.js';
+import { DATA, encodeHeader, encodeRecord, END, recordHead, SegmentReader, UPLOAD, wholeLines } from './segment.js';
 
 /**
  * The durable spool (`spool` option): a directory holding one segment file
@@ -106,6 +106,13 @@ interface Segment {
   pendingEvents: number;
   /** Its directory entry has been fsynced (a new file's name is not durable until then). */
   named: boolean;
+  /** Its batch's end writes an `END` record (see `Batch.sealed`). */
+  readonly sealed: boolean;
+}
+
+/** The file name of a batch's segment: from bucket and key (unique, and the same on every run). */
+export function segmentName(bucket: string, key: string): string {
+  return `${createHash('sha256').update(`${bucket}\u0000${key}`).digest('hex').slice(0, 40)}.seg`;
 }
 
 export class Spool {
@@ -149,6 +156,11 @@ export class Spool {
       .map((name) => join(this.dir, name));
   }
 
+  /** A write waits for room on a full disk now (`S3SINK_SPOOL_FULL` said, `S3SINK_SPOOL_ROOM` not yet). */
+  get diskFull(): boolean {
+    return this.#full;
+  }
+
   /** Bytes of this run's segments now on disk. */
   get bytes(): number {
     return this.#bytes;
@@ -156,7 +168,7 @@ export class Spool {
 
   /** Segment path of a batch: named from bucket and key (unique, and the same on every run). */
   pathOf(bucket: string, key: string): string {
-    return join(this.dir, `${createHash('sha256').update(`${bucket}\u0000${key}`).digest('hex').slice(0, 40)}.seg`);
+    return join(this.dir, segmentName(bucket, key));
   }
 
   /**
@@ -167,9 +179,9 @@ export class Spool {
   append(batch: Batch, data: Buffer, acks: Acks, events: number): Promise<void> {
     let seg = this.#segments.get(batch.key);
     // The first piece creates the file, its header record in the same write.
-    const header = seg ? null : encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt });
+    const header = seg ? null : encodeHeader({ v: 1, bucket: batch.bucket, key: batch.key, openedAt: batch.openedAt, ...(batch.sealed ? { sealed: true as const } : {}) });
     if (!seg) {
-      seg = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0, named: false };
+      seg = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: Promise.resolve(), dirty: false, pending: [], pendingEvents: 0, named: false, sealed: batch.sealed === true };
       this.#segments.set(batch.key, seg);
     }
     const segment = seg;
@@ -199,6 +211,7 @@ export class Spool {
     const segment = this.#segments.get(key);
     if (!segment) return Promise.resolve();
     return this.#enqueue(segment, async () => {
+      if (segment.sealed) await this.#write(segment, [encodeRecord(END, Buffer.alloc(0))]);
       if (this.options.fsync !== 'never') await this.#sync(segment);
       this.#flushAcks(segment);
       await this.#release(segment);
@@ -217,7 +230,7 @@ export class Spool {
   adopt(batch: { bucket: string; key: string }): { repair(validBytes: number, salvaged: Buffer | null): Promise<void>; release(): void } {
     let open = () => {};
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const segment: Segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: gate, dirty: false, pending: [], pendingEvents: 0, named: true };
+    const segment: Segment = { key: batch.key, path: this.pathOf(batch.bucket, batch.key), file: null, size: 0, chain: gate, dirty: false, pending: [], pendingEvents: 0, named: true, sealed: false };
     this.#segments.set(batch.key, segment);
     let repaired: Promise<void> | null = null;
     const repair = async (validBytes: number, salvaged: Buffer | null) => {

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { s3Sink, type Receipt, type Rejection } from '../lib/index.js';
+import { s3Sink, type Receipt, type Rejection, type Unrouted } from '../lib/index.js';
 import { parseKey } from '../lib/key.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
@@ -120,4 +120,28 @@ test('a lone surrogate in a templated field sends the line to the dead-letter pr
   t.deepEqual(records.byPrefix.get('rec/web'), ['{"service":"web","n":1}', '{"service":"web","n":3}']);
   t.deepEqual(records.byPrefix.get('_unrouted'), ['{"service":"\\ud800","n":2}']);
   t.deepEqual(records.rejected.map((r) => [r.code, r.reason]), [['ERR_S3SINK_RECORD', 'record prefix "own/\\udbff/" contains a lone surrogate (U+DBFF)']]);
+});
+
+test("an unrouted event that carries an ack is said in an 'unrouted' event (its ack, why, and where it went), and its ack still comes back delivered", async (t) => {
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'acks/{app}/', deadLetterPrefix: 'acks-strays/', s3: env.s3.s3Config, clock: fixedClock() });
+  const unrouted: Unrouted[] = [];
+  const delivered: unknown[] = [];
+  sink.on('unrouted', (u: Unrouted) => unrouted.push(u));
+  sink.on('delivered', (d) => delivered.push(...d.acks));
+  sink.write({ payload: { app: 'shop' }, ack: 'a' });
+  sink.write({ payload: 'not json', ack: 'b' });
+  sink.write({ payload: { app: '..' }, ack: 'c' });
+  sink.write({ payload: { n: 1 } }); // no ack: counted, not said
+  await sink.close();
+  t.deepEqual(
+    unrouted.map((u) => [u.ack, u.prefix]),
+    [
+      ['b', 'acks-strays'],
+      ['c', 'acks-strays'],
+    ],
+  );
+  t.regex(unrouted[0]!.reason, /JSON/);
+  t.regex(unrouted[1]!.reason, /"\.\."/);
+  t.is(sink.stats().unrouted, 3);
+  t.deepEqual([...delivered].sort(), ['a', 'b', 'c']);
 });

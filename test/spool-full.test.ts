@@ -64,9 +64,11 @@ async function eventsIn(receipts: Receipt[]): Promise<number[]> {
   const writing = write(sink, 0, 3000); // about 650 KB of lines: more than the disk has
   await full;
   t.true(durable.length < 3000, `${durable.length} durable when the disk filled`);
+  t.is(sink.context.full, 'disk-full', 'the sink says why input waits');
   await rm(filler);
   await writing;
   await sink.close();
+  t.is(sink.context.full, null);
 
   t.deepEqual(await eventsIn(receipts), Array.from({ length: 3000 }, (_, n) => n), 'every event, once');
   t.is(durable.length, 3000);
@@ -97,12 +99,14 @@ test('a spool at maxBytes while S3 is down: input waits (a warning says why), th
   await env.proxy.down();
   const writing = write(sink, 0, 12_000); // about 2.6 MB of lines
   await atMax; // input waits, and uploads have failed and gone back to the spool
+  t.is(sink.context.full, 'spool-max', 'the sink says why input waits');
   const spooledAtMax = sink.stats().spooledBytes;
   const deliveredWhileDown = receipts.length;
   await env.proxy.up();
   await writing;
   await sink.close();
   clearInterval(sampler);
+  t.is(sink.context.full, null, 'no longer waiting once S3 took what the spool held');
 
   t.deepEqual(await eventsIn(receipts), Array.from({ length: 12_000 }, (_, n) => n), 'every event, once');
   t.true(spooledAtMax <= MAX + 64 * 1024, `${spooledAtMax} bytes spooled when input began to wait`);

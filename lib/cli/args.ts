@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ObjectCannedACL } from '@aws-sdk/client-s3';
 import type { SinkOptions } from '../options.js';
+import { isLoopback } from '../serve/options.js';
 import { parseListen, type ListenAddress } from './metrics.js';
 import { policyProblem, type PolicyRequest } from './policy.js';
 import { parseDuration, parseSize } from './units.js';
@@ -36,9 +37,35 @@ export interface FlushCommand {
   quiet: boolean;
 }
 
+/** `s3-sink serve`: the sink as an HTTP service. */
+export interface ServeCommand extends Omit<RunCommand, 'kind' | 'metrics'> {
+  kind: 'serve';
+  listen: ListenAddress;
+  /** `--token-file`: the file holding the bearer token (read when the server starts). */
+  tokenFile: string | undefined;
+  ack: 'durable' | 'delivered';
+  maxBodyBytes: number | undefined;
+  maxPendingBytes: number | undefined;
+  readTimeoutMs: number | undefined;
+  idempotencyTtlMs: number | undefined;
+}
+
+/** `s3-sink kafka`: a worker of a consumer group, with the run's destination, object, batching and spool flags. */
+export interface KafkaCommand {
+  kind: 'kafka';
+  run: RunCommand;
+  brokers: string[];
+  topics: string[];
+  groupId: string;
+  fromBeginning: boolean;
+  idleMs: number | undefined;
+}
+
 export type Command =
   | RunCommand
+  | ServeCommand
   | FlushCommand
+  | KafkaCommand
   | { kind: 'demo'; quiet: boolean }
   | ({ kind: 'policy' } & PolicyRequest)
   | { kind: 'help' }
@@ -49,7 +76,13 @@ destination and minute, gzipped, multipart-uploaded.
 
 Usage:
   s3-sink --bucket NAME [--prefix P] [--endpoint URL] [--region R] [--window 60s] [options]
+  s3-sink serve --listen 127.0.0.1:8080 --bucket NAME --spool-dir DIR [--token-file F] [--ack durable|delivered]
+                                                HTTP: POST /v1/send (JSON records), /v1/lines (ndjson),
+                                                answered 200 once every event is durable (or delivered)
   s3-sink flush --spool-dir DIR [--dead-letters] [--endpoint URL]  delivers what a spool holds, exits 0 when empty
+  s3-sink kafka --brokers H:P[,H:P] --topic T [--topic T2] --group G --bucket NAME [options]
+                                                a worker of a Kafka consumer group: each record's value is
+                                                one event; offsets committed once events are safe
   s3-sink demo                                  embedded local S3, no AWS account: runs, shows what landed
   s3-sink policy --bucket NAME --principal ARN [--region R | --partition P] [--sse-kms-key-id ID] [--tag K=V]
                                                 prints the minimal bucket policy as JSON
@@ -106,10 +139,32 @@ Failures:
   --sweep-orphans AGE      at start, abort this sink's multipart uploads older than AGE (e.g. 24h)
                            (at least the longest an upload can be live: 96m with the defaults)
 
+Serve (s3-sink serve; every flag above applies too):
+  --listen ADDR            PORT, HOST:PORT or [IPv6]:PORT (default: 127.0.0.1:8080); an address
+                           other than loopback needs --token-file
+  --token-file F           clients must send Authorization: Bearer TOKEN, TOKEN being F's content
+  --ack MODE               durable (default: in the spool, needs --spool-dir) or delivered (in S3)
+  --max-body N             largest request body, as sent and inflated: 413 past it (default: 10MiB)
+  --max-pending N          request bodies held before the sink takes them: 429 past it (default: 64MiB)
+  --read-timeout D         a request must arrive whole within D: 408 past it (default: 30s)
+  --idempotency-ttl D      how long an answered Idempotency-Key is remembered (default: 1h)
+  The spool full: 503 with Retry-After. GET /healthz, /readyz, /metrics. The group commit
+  runs every 5ms unless --fsync-interval says otherwise. SIGTERM: stop listening, answer
+  the requests under way, flush, exit 0.
+
 Output:
   --quiet                  no progress on stderr (errors, warnings and dead letters still print)
   --metrics-listen ADDR    serve the stats as Prometheus text on http://ADDR/metrics; ADDR is
                            PORT (loopback), HOST:PORT or [IPv6]:PORT, e.g. 9464 or 0.0.0.0:9464
+
+Kafka (s3-sink kafka):
+  --brokers LIST           bootstrap brokers, host:port, comma-separated (required)
+  --topic T                topic to read (repeatable; required)
+  --group G                consumer group: workers of one group share the partitions (required)
+  --from-latest            a partition with no committed offset starts at its end (default: its start)
+  --idle D                 cut a partition's batch once its window has ended and no record came for D
+                           (default: 10s); batches otherwise follow the records' timestamps: --window
+                           is a window of record time here
 
 Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default
@@ -159,8 +214,20 @@ const FLAGS = {
   'dead-letters': { type: 'boolean' },
   principal: { type: 'string' },
   partition: { type: 'string' },
+  brokers: { type: 'string' },
+  topic: { type: 'string', multiple: true },
+  group: { type: 'string' },
+  'from-latest': { type: 'boolean' },
+  idle: { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   'metrics-listen': { type: 'string' },
+  listen: { type: 'string' },
+  'token-file': { type: 'string' },
+  ack: { type: 'string' },
+  'max-body': { type: 'string' },
+  'max-pending': { type: 'string' },
+  'read-timeout': { type: 'string' },
+  'idempotency-ttl': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -198,6 +265,11 @@ export const FLAG_OF: Record<string, string> = {
   'spool.fsync': '--fsync',
   'spool.fsyncIntervalMs': '--fsync-interval',
   'spool.maxBytes': '--spool-max',
+  maxBodyBytes: '--max-body',
+  maxPendingBytes: '--max-pending',
+  readTimeoutMs: '--read-timeout',
+  idempotencyTtlMs: '--idempotency-ttl',
+  token: '--token-file',
 };
 
 export function parseCommand(argv: readonly string[]): Command {
@@ -212,8 +284,14 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
   const [verb, ...extra] = positionals;
-  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush')) {
-    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: demo, policy, flush; see s3-sink --help)`);
+  if (extra.length > 0 || (verb !== undefined && verb !== 'demo' && verb !== 'policy' && verb !== 'flush' && verb !== 'serve' && verb !== 'kafka')) {
+    throw new UsageError(`unexpected argument ${JSON.stringify(extra[0] ?? verb)} (commands: serve, kafka, demo, policy, flush; see s3-sink --help)`);
+  }
+  if (verb !== 'serve') {
+    for (const flag of SERVE_ONLY) if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the serve command`);
+  }
+  if (verb !== 'kafka') {
+    for (const flag of KAFKA_ONLY) if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the kafka command`);
   }
   if (verb === 'flush') {
     onlyFlags(values, ['spool-dir', 'dead-letter-dir', 'dead-letters', 'endpoint', 'region', 'checksum', 'quiet'], 'flush');
@@ -249,8 +327,71 @@ export function parseCommand(argv: readonly string[]): Command {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} goes with the policy command`);
   }
   if (!values.bucket) throw new UsageError('missing --bucket NAME (the bucket to write to)');
+  if (verb === 'serve') return serveCommand(values as FlagValues & { bucket: string });
+  const run: RunCommand = {
+    kind: 'run',
+    ...sinkCommand(values as FlagValues & { bucket: string }, 'lines'),
+    metrics: values['metrics-listen'] === undefined ? undefined : listen('--metrics-listen', values['metrics-listen']),
+  };
+  if (verb === 'kafka') return kafkaCommand(values, run);
+  return run;
+}
 
-  const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input: 'lines' };
+type FlagValues = ReturnType<typeof parseArgs<{ options: typeof FLAGS; allowPositionals: true; strict: true; tokens: true }>>['values'];
+
+/** The flags of the kafka command alone. */
+const KAFKA_ONLY = ['brokers', 'topic', 'group', 'from-latest', 'idle'] as const;
+
+/** `s3-sink kafka`: the run's flags (each record is one event), and the group to join. */
+function kafkaCommand(values: FlagValues, run: RunCommand): KafkaCommand {
+  if (!values.brokers) throw new UsageError('missing --brokers HOST:PORT[,HOST:PORT] (where the Kafka cluster is)');
+  const brokers = values.brokers.split(',').map((b) => b.trim());
+  for (const broker of brokers) if (!/^[^\s:]+:\d{1,5}$/.test(broker)) throw new UsageError(`--brokers: ${JSON.stringify(broker)} is not HOST:PORT`);
+  if (!values.topic?.length) throw new UsageError('missing --topic T (the topic to read)');
+  if (!values.group) throw new UsageError('missing --group G (the consumer group the workers share)');
+  const { input: _lines, ...sink } = run.sink;
+  return {
+    kind: 'kafka',
+    run: { ...run, sink },
+    brokers,
+    topics: values.topic,
+    groupId: values.group,
+    fromBeginning: !values['from-latest'],
+    idleMs: values.idle === undefined ? undefined : duration('--idle', values.idle),
+  };
+}
+
+/** The flags of the serve command alone. */
+const SERVE_ONLY = ['listen', 'token-file', 'ack', 'max-body', 'max-pending', 'read-timeout', 'idempotency-ttl'] as const;
+
+/** `s3-sink serve`: the sink's flags, and how the server listens and answers. */
+function serveCommand(values: FlagValues & { bucket: string }): ServeCommand {
+  if (values['metrics-listen'] !== undefined) throw new UsageError('--metrics-listen does not go with serve: its metrics are at /metrics on the --listen address');
+  const ack = values.ack ?? 'durable';
+  if (ack !== 'durable' && ack !== 'delivered') throw new UsageError(`--ack: ${JSON.stringify(ack)} is not durable or delivered`);
+  if (ack === 'durable' && values['spool-dir'] === undefined) {
+    throw new UsageError('serve answers once events are durable in a spool: give --spool-dir DIR (or --ack delivered to answer once they are in S3)');
+  }
+  const address = listen('--listen', values.listen ?? '127.0.0.1:8080');
+  if (values['token-file'] === undefined && !isLoopback(address.host)) {
+    throw new UsageError(`--listen ${values.listen}: not a loopback address, and no --token-file: anyone who can reach it could write to the bucket (give --token-file FILE holding a token clients send as Authorization: Bearer TOKEN)`);
+  }
+  return {
+    ...sinkCommand(values, 'records'),
+    kind: 'serve',
+    listen: address,
+    tokenFile: values['token-file'],
+    ack,
+    maxBodyBytes: values['max-body'] === undefined ? undefined : size('--max-body', values['max-body']),
+    maxPendingBytes: values['max-pending'] === undefined ? undefined : size('--max-pending', values['max-pending']),
+    readTimeoutMs: values['read-timeout'] === undefined ? undefined : duration('--read-timeout', values['read-timeout']),
+    idempotencyTtlMs: values['idempotency-ttl'] === undefined ? undefined : duration('--idempotency-ttl', values['idempotency-ttl']),
+  };
+}
+
+/** The sink's options from the flags, and how to reach S3 (shared by the stdin run and serve). */
+function sinkCommand(values: FlagValues & { bucket: string }, input: 'lines' | 'records'): Omit<RunCommand, 'kind' | 'metrics'> {
+  const sink: SinkOptions & { bucket: string } = { bucket: values.bucket, input };
   if (values.prefix !== undefined) sink.prefix = values.prefix;
   if (values['dead-letter-prefix'] !== undefined) sink.deadLetterPrefix = values['dead-letter-prefix'];
   if (values.window !== undefined) sink.windowMs = duration('--window', values.window);
@@ -289,14 +430,7 @@ export function parseCommand(argv: readonly string[]): Command {
   if (values['retry-base'] !== undefined) retry.baseMs = duration('--retry-base', values['retry-base']);
   if (values['retry-cap'] !== undefined) retry.capMs = duration('--retry-cap', values['retry-cap']);
   if (Object.keys(retry).length > 0) sink.retry = retry;
-  return {
-    kind: 'run',
-    sink,
-    ...s3Flags(values),
-    check: !values['no-check'],
-    quiet: values.quiet ?? false,
-    metrics: values['metrics-listen'] === undefined ? undefined : listen(values['metrics-listen']),
-  };
+  return { sink, ...s3Flags(values), check: !values['no-check'], quiet: values.quiet ?? false };
 }
 
 /** The flags that say which S3 to talk to, checked. */
@@ -366,9 +500,10 @@ function onlyFlags(values: Record<string, unknown>, allowed: string[], command: 
   }
 }
 
-function listen(text: string): ListenAddress {
+function listen(flag: string, text: string): ListenAddress {
   const address = parseListen(text);
-  if (address === null) throw new UsageError(`--metrics-listen: ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPv6]:PORT (like 9464 or 0.0.0.0:9464)`);
+  const like = flag === '--listen' ? '8080 or 127.0.0.1:8080' : '9464 or 0.0.0.0:9464';
+  if (address === null) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not PORT, HOST:PORT or [IPv6]:PORT (like ${like})`);
   return address;
 }
 

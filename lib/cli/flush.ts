@@ -1,12 +1,12 @@
 import { readdir } from 'node:fs/promises';
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { redeliverDeadLetters } from '../deadLetter.js';
-import { messageOf, OptionError } from '../errors.js';
+import { messageOf } from '../errors.js';
 import { s3Sink, type S3Sink } from '../sink.js';
 import { SpoolLockedError, type Spool } from '../spool.js';
-import { FLAG_OF, UsageError, type FlushCommand } from './args.js';
+import type { FlushCommand } from './args.js';
 import { Progress } from './progress.js';
-import { clientConfig, type Io } from './run.js';
+import { clientConfig, usageOf, type Io } from './run.js';
 
 /**
  * `s3-sink flush --spool-dir DIR`: delivers what a spool holds (what a crash
@@ -23,8 +23,7 @@ export async function runFlush(cmd: FlushCommand, io: Io, overrides: S3ClientCon
       io.stderr.write(`s3-sink: ${err.message}\n`);
       return 1;
     }
-    if (err instanceof OptionError) throw new UsageError(`${FLAG_OF[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}`);
-    throw err;
+    throw usageOf(err);
   }
   const progress = new Progress(io.stderr, () => sink.stats(), cmd.quiet);
   sink.on('object', (receipt) => progress.object(receipt));

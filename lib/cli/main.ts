@@ -34,6 +34,14 @@ export async function main(argv: readonly string[], io: MainIo): Promise<number>
         const { runFlush } = await import('./flush.js');
         return await runFlush(command, io);
       }
+      case 'kafka': {
+        const { runKafka } = await import('./kafka.js');
+        return await runKafka(command, io);
+      }
+      case 'serve': {
+        const { runServe } = await import('./serve.js');
+        return await runServe(command, io);
+      }
       case 'run': {
         const { runSink } = await import('./run.js');
         return (await runSink(command, io.stdin, io)).code;

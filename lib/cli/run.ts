@@ -29,7 +29,7 @@ export interface RunResult {
  * Node's default, SIGHUP and SIGQUIT ended the process and lost the open
  * window without a word. A second one leaves at once, with 128 + its number.
  */
-const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
 
 /**
  * Passes whole lines only, holding back a line not yet finished. When input
@@ -110,8 +110,7 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   try {
     sink = s3Sink({ ...cmd.sink, s3: clientConfig(cmd, overrides) });
   } catch (err) {
-    if (err instanceof OptionError) throw new UsageError(`${FLAG_OF[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}`);
-    throw err;
+    throw usageOf(err);
   }
   const progress = new Progress(io.stderr, () => sink.stats(), cmd.quiet);
   const receipts: Receipt[] = [];
@@ -143,8 +142,12 @@ export async function runSink(cmd: RunCommand, input: Readable, io: Io, override
   }
 }
 
-/** The run itself, once the sink (and the metrics server) are up: the check, then stdin to S3. */
-async function deliver(cmd: RunCommand, input: Readable, io: Io, sink: S3Sink, progress: Progress, receipts: Receipt[]): Promise<RunResult> {
+/**
+ * Before the sink takes anything: a region must be known (else a usage
+ * error), and unless `--no-check` the bucket must answer. `false` when the
+ * check failed (said on stderr, the sink destroyed): exit 1.
+ */
+export async function startChecks(cmd: Pick<RunCommand, 'sink' | 'endpoint' | 'check'>, sink: S3Sink, progress: Progress): Promise<boolean> {
   const client = sink.context.client;
   let region: string;
   try {
@@ -153,14 +156,22 @@ async function deliver(cmd: RunCommand, input: Readable, io: Io, sink: S3Sink, p
     sink.destroy();
     throw new UsageError('no AWS region: pass --region or set AWS_REGION (or a region in ~/.aws/config)');
   }
-  if (cmd.check) {
-    const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`, sink.context.options.objectParams.ExpectedBucketOwner);
-    if (check) progress.note(check.problem);
-    if (check?.fatal) {
-      sink.destroy();
-      return { code: 1, receipts };
-    }
-  }
+  if (!cmd.check) return true;
+  const check = await checkBucket(client, cmd.sink.bucket, cmd.endpoint ?? `S3 in ${region}`, sink.context.options.objectParams.ExpectedBucketOwner);
+  if (check) progress.note(check.problem);
+  if (!check?.fatal) return true;
+  sink.destroy();
+  return false;
+}
+
+/** An option the flags made that the library refused, as the usage error of its flag. */
+export function usageOf(err: unknown): unknown {
+  return err instanceof OptionError ? new UsageError(`${FLAG_OF[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}`) : err;
+}
+
+/** The run itself, once the sink (and the metrics server) are up: the check, then stdin to S3. */
+async function deliver(cmd: RunCommand, input: Readable, io: Io, sink: S3Sink, progress: Progress, receipts: Receipt[]): Promise<RunResult> {
+  if (!(await startChecks(cmd, sink, progress))) return { code: 1, receipts };
 
   const gate = new LineGate(sink.context.options.maxLineBytes + 2);
   // It fails only on a write after its end, which the signal handler checks for; a slip must not crash the run.

@@ -1,9 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { destination, type Destination, type Routed, type SinkRecord } from '../batch.js';
+import type { Routed, SinkRecord } from '../batch.js';
 import type { SinkContext } from '../context.js';
-import { encodeLine, lineBytes, PayloadError } from '../framing.js';
-import { checkPrefix } from '../key.js';
-import { bucketNameProblem } from '../options.js';
+import { Router } from '../route.js';
 
 /**
  * Stage 2: arrays of records → arrays of `Routed` (the lines of each destination, in order).
@@ -12,45 +10,26 @@ import { bucketNameProblem } from '../options.js';
  * with a templated prefix filled from the event's JSON (or `deadLetterPrefix`
  * when it cannot be). Its payload becomes its line here (see framing.ts): this
  * is the last stage that looks inside payloads; from here on events are lines.
+ * The rules are `Router`'s (route.ts); this stage groups what it routes.
  */
 export function keyBy(ctx: SinkContext): KeyBy {
   return new KeyBy(ctx);
 }
 
-const CACHE_LIMIT = 4096;
-
 export class KeyBy extends Transform {
-  readonly #ctx: SinkContext;
-  readonly #default: Destination | null;
-  /** bucket → prefix as given → destination (or why that prefix cannot be one). */
-  readonly #destinations = new Map<string, Map<string, Destination | { problem: string }>>();
-  readonly #buckets = new Map<string, string | null>();
+  readonly #router: Router;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
-    this.#ctx = ctx;
-    const { bucket, prefix, prefixTemplate } = ctx.options;
-    this.#default = bucket !== undefined && !prefixTemplate ? destination(bucket, prefix) : null;
+    this.#router = new Router(ctx);
   }
 
   override _transform(events: SinkRecord[], _encoding: BufferEncoding, callback: TransformCallback): void {
     const groups = new Map<string, Routed>();
-    const { maxLineBytes } = this.#ctx.options;
     for (const event of events) {
-      const dest = this.#destinationOf(event);
-      if (dest === null) continue;
-      let line;
-      try {
-        line = encodeLine(event.payload);
-      } catch (err) {
-        this.#ctx.reject((err as PayloadError).code ?? 'ERR_S3SINK_PAYLOAD', (err as Error).message, headOf(event.payload), event.ack);
-        continue;
-      }
-      const bytes = lineBytes(line);
-      if (bytes - 1 > maxLineBytes) {
-        this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `event of ${bytes - 1} bytes is longer than maxLineBytes (${maxLineBytes})`, typeof line === 'string' ? line.slice(0, 64) : line, event.ack);
-        continue;
-      }
+      const routed = this.#router.route(event);
+      if (routed === null) continue;
+      const { destination: dest, line, bytes } = routed;
       let group = groups.get(dest.id);
       if (!group) {
         group = { destination: dest, lines: [], bytes: 0, acks: null };
@@ -64,75 +43,5 @@ export class KeyBy extends Transform {
     }
     if (groups.size > 0) this.push([...groups.values()]);
     callback();
-  }
-
-  #destinationOf(event: SinkRecord): Destination | null {
-    if (event.bucket === undefined && event.prefix === undefined && this.#default) return this.#default;
-    const options = this.#ctx.options;
-    const bucket = event.bucket ?? options.bucket;
-    if (bucket === undefined) {
-      this.#ctx.reject('ERR_S3SINK_BUCKET', 'record has no bucket and the sink has no default bucket option', headOf(event.payload), event.ack);
-      return null;
-    }
-    if (event.bucket !== undefined) {
-      const problem = this.#bucketProblem(bucket);
-      if (problem !== null) {
-        this.#ctx.reject('ERR_S3SINK_BUCKET', `record bucket ${JSON.stringify(bucket)} is not an S3 bucket name: ${problem}`, headOf(event.payload), event.ack);
-        return null;
-      }
-    }
-    if (event.prefix !== undefined) {
-      const dest = this.#destination(bucket, event.prefix);
-      if ('problem' in dest) {
-        this.#ctx.reject('ERR_S3SINK_RECORD', `record prefix ${JSON.stringify(event.prefix.slice(0, 60))} ${dest.problem}`, headOf(event.payload), event.ack);
-        return null;
-      }
-      return dest;
-    }
-    if (options.prefixTemplate) {
-      const filled = options.prefixTemplate.fillFromPayload(event.payload);
-      const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
-      if (dest !== null && !('problem' in dest)) return dest;
-      this.#ctx.counters.unrouted += 1;
-      return this.#destination(bucket, options.deadLetterPrefix) as Destination;
-    }
-    return this.#destination(bucket, options.prefix) as Destination;
-  }
-
-  /** The destination for a bucket and a prefix as given (normalised and checked once, then cached), or why the prefix cannot be one. */
-  #destination(bucket: string, rawPrefix: string): Destination | { problem: string } {
-    let prefixes = this.#destinations.get(bucket);
-    if (!prefixes) {
-      if (this.#destinations.size >= CACHE_LIMIT) this.#destinations.clear();
-      prefixes = new Map();
-      this.#destinations.set(bucket, prefixes);
-    }
-    let dest = prefixes.get(rawPrefix);
-    if (dest === undefined) {
-      if (prefixes.size >= CACHE_LIMIT) prefixes.clear();
-      const checked = checkPrefix(rawPrefix);
-      dest = 'prefix' in checked ? destination(bucket, checked.prefix) : checked;
-      prefixes.set(rawPrefix, dest);
-    }
-    return dest;
-  }
-
-  #bucketProblem(bucket: string): string | null {
-    let problem = this.#buckets.get(bucket);
-    if (problem === undefined) {
-      if (this.#buckets.size >= CACHE_LIMIT) this.#buckets.clear();
-      problem = bucketNameProblem(bucket);
-      this.#buckets.set(bucket, problem);
-    }
-    return problem;
-  }
-}
-
-function headOf(payload: unknown): string | Uint8Array {
-  if (typeof payload === 'string' || payload instanceof Uint8Array) return payload.slice(0, 64);
-  try {
-    return String(JSON.stringify(payload)).slice(0, 64);
-  } catch {
-    return `${typeof payload} payload`;
   }
 }

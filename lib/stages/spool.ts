@@ -5,7 +5,7 @@ import type { SinkContext } from '../context.js';
 import { messageOf } from '../errors.js';
 import { compressorBytes } from '../ledger.js';
 import { abortMultipartUpload } from '../multipart.js';
-import { countLines, DATA, decodeHeader, HEADER, SegmentReader, UPLOAD, wholeLines } from '../segment.js';
+import { countLines, DATA, decodeHeader, END, HEADER, SegmentReader, UPLOAD, wholeLines } from '../segment.js';
 import { SpoolError, type Spool } from '../spool.js';
 import { STREAM_AFTER_BYTES } from './window.js';
 
@@ -226,6 +226,17 @@ export class SpoolStage extends Duplex {
         else this.#lost(replay, replay.sentBack, `its spool segment ${path} cannot be read`);
         return;
       }
+      if (header.sealed && replay.sentBack === null && !(await endsSealed(path))) {
+        // An unfinished batch of a source that gives its events again (Kafka): its records were never
+        // reported durable, so their offsets were not committed; they are read again, into the same batch.
+        const uploads = await notedUploads(path);
+        await reader.close();
+        for (const id of uploads) await abortMultipartUpload(this.#ctx, header.bucket, header.key, id);
+        await spool.removePath(path);
+        this.#ctx.warn('S3SINK_SPOOL_UNSEALED', `spool segment of s3://${header.bucket}/${header.key} belongs to a batch that never ended: dropped (its source holds its events and gives them again)`);
+        this.#recoveredOne();
+        return;
+      }
       const slash = header.key.lastIndexOf('/');
       const batch: Batch = {
         seq: 0,
@@ -234,6 +245,7 @@ export class SpoolStage extends Duplex {
         key: header.key,
         openedAt: header.openedAt,
         windowEnd: header.openedAt,
+        ...(header.sealed ? { sealed: true } : {}),
         events: 0,
         bytes: 0,
         streaming: reader.size >= STREAM_AFTER_BYTES,
@@ -269,7 +281,7 @@ export class SpoolStage extends Duplex {
           if (typeof id === 'string') uploads.push(id);
           continue;
         }
-        if (record.type !== DATA) continue;
+        if (record.type !== DATA) continue; // END: a sealed batch's last record
         pending.push(record.payload);
         pendingBytes += record.payload.length;
         if (pendingBytes >= REPLAY_PIECE) {
@@ -319,4 +331,37 @@ export class SpoolStage extends Duplex {
     const { recoveredBatches: batches, recoveredEvents: events } = this.#ctx.counters;
     this.#ctx.report('recovered', { batches, events, bytes: this.#recovery.bytes });
   }
+}
+
+/** Whether a segment holds an intact `END` record (notes of uploads may follow it). */
+async function endsSealed(path: string): Promise<boolean> {
+  const reader = new SegmentReader(path);
+  try {
+    await reader.open();
+    for (let record = await reader.next(); record !== null; record = await reader.next()) if (record.type === END) return true;
+    return false;
+  } catch {
+    return false;
+  } finally {
+    await reader.close().catch(() => {});
+  }
+}
+
+/** The multipart uploads noted in a segment (best effort: what can be read). */
+async function notedUploads(path: string): Promise<string[]> {
+  const reader = new SegmentReader(path);
+  const ids: string[] = [];
+  try {
+    await reader.open();
+    for (let record = await reader.next(); record !== null; record = await reader.next()) {
+      if (record.type !== UPLOAD) continue;
+      const id = (JSON.parse(record.payload.toString('utf8')) as { uploadId?: unknown }).uploadId;
+      if (typeof id === 'string') ids.push(id);
+    }
+  } catch {
+    // what could be read is all there is
+  } finally {
+    await reader.close().catch(() => {});
+  }
+  return ids;
 }

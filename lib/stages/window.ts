@@ -46,8 +46,6 @@ export class Window extends Transform {
   #seq = 0;
   #timer: unknown = null;
   #timerAt = Infinity;
-  /** The spool's budget was full when last looked (said once per time). */
-  #spoolFull = false;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
@@ -128,7 +126,7 @@ export class Window extends Transform {
           const decision = decide(ledger.held, ledger.max, n + extra, ledger.draining);
           const spooled = disk === null ? 'admit' : decide(disk.held, disk.max, n, disk.draining);
           if (decision === 'admit' && spooled === 'admit') {
-            this.#spoolFull = false;
+            this.#ctx.spoolAtMax = false;
             this.#account(batch, 1, n, extra);
             let current = run as Run | null;
             if (current?.batch !== batch) {
@@ -145,8 +143,8 @@ export class Window extends Transform {
           if (decision === 'close' && this.#closeForRoom(ledger, ledger.held + n + extra - ledger.max, out)) continue;
           if (disk !== null && spooled !== 'admit') {
             if (spooled === 'close' && this.#closeForRoom(disk, disk.held + n - disk.max, out)) continue;
-            if (!this.#spoolFull) {
-              this.#spoolFull = true;
+            if (!this.#ctx.spoolAtMax) {
+              this.#ctx.spoolAtMax = true;
               this.#ctx.warn('S3SINK_SPOOL_MAX', `the spool holds its maxBytes (${disk.max}) of events not yet in S3: input waits until some are delivered (nothing is dropped)`);
             }
           }

@@ -1,0 +1,287 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
+import { consumeKafka } from '../lib/kafka/index.js';
+import { parseKey } from '../lib/key.js';
+import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
+import { startCli } from './helpers/cli.js';
+import { startProxy } from './helpers/proxy.js';
+import { startS3, type TestS3 } from './helpers/s3.js';
+import { eventually } from './helpers/wait.js';
+
+const CHILD = fileURLToPath(new URL('./fixtures/kafka-worker.ts', import.meta.url));
+const MINUTE = 60_000;
+const T0 = Date.UTC(2026, 0, 2, 3, 0, 0);
+
+const skip = kafkaSkipReason();
+if (skip !== null) console.log(skip);
+const serial = skip === null ? test.serial : test.serial.skip;
+
+const env = {} as { kafka: TestKafka; s3: TestS3; admin: Admin; producer: Producer };
+if (skip === null) {
+  test.before(async () => {
+    [env.kafka, env.s3] = await Promise.all([startKafka(), startS3()]);
+    const client = new Kafka({ brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
+    env.admin = client.admin();
+    // Idempotent: a send retried across the broker's restart must not put a record in the log twice (the tests count each once).
+    env.producer = client.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+    await Promise.all([env.admin.connect(), env.producer.connect()]);
+  });
+  test.after.always(async () => {
+    await env.producer?.disconnect().catch(() => {});
+    await env.admin?.disconnect().catch(() => {});
+    await env.kafka?.stop();
+    await env.s3?.close();
+  });
+}
+
+const s3Options = () => ({ endpoint: env.s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+
+/** Produces records `{ n, p, service }` for n in [from, to), to partition n % partitions, with the timestamp `time(n)`. */
+async function produce(topic: string, partitions: number, from: number, to: number, time: (n: number) => number = () => Date.now()): Promise<void> {
+  for (let start = from; start < to; start += 2000) {
+    const messages = [];
+    for (let n = start; n < Math.min(to, start + 2000); n++) {
+      const p = n % partitions;
+      messages.push({ partition: p, timestamp: String(time(n)), value: JSON.stringify({ n, p, service: (n >> 1) % 2 ? 'api' : 'db' }) });
+    }
+    await env.producer.send({ topic, messages, acks: -1 });
+  }
+}
+
+/** Committed offsets of the group equal the end of every partition. */
+async function lagIsZero(groupId: string, topic: string): Promise<boolean> {
+  let ends, committed;
+  try {
+    [ends, committed] = await Promise.all([env.admin.fetchTopicOffsets(topic), env.admin.fetchOffsets({ groupId, topics: [topic] })]);
+  } catch (err) {
+    if ((err as { retriable?: boolean }).retriable) return false; // the group's coordinator is moving or loading: ask again
+    throw err;
+  }
+  const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  return ends.every((end) => byPartition.get(end.partition) === Number(end.high));
+}
+
+/** Every record `n` in [0, count) in S3 exactly once, and within each object a partition's records in offset (n) order. */
+async function assertExactlyOnce(t: { is(a: unknown, b: unknown, m?: string): void; deepEqual(a: unknown, b: unknown, m?: string): void; true(a: boolean, m?: string): void }, prefix: string, count: number) {
+  const seen = new Map<number, number>();
+  const keys = await env.s3.keys('bucket', prefix);
+  for (const key of keys) {
+    const last = new Map<number, number>();
+    for (const line of await env.s3.lines('bucket', key)) {
+      const { n, p } = JSON.parse(line) as { n: number; p: number };
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+      t.true((last.get(p) ?? -1) < n, `${key}: record ${n} of partition ${p} out of order`);
+      last.set(p, n);
+    }
+  }
+  const missing = [];
+  const twice = [];
+  for (let n = 0; n < count; n++) {
+    const times = seen.get(n) ?? 0;
+    if (times === 0) missing.push(n);
+    if (times > 1) twice.push(n);
+  }
+  t.deepEqual({ missing: missing.slice(0, 10), twice: twice.slice(0, 10) }, { missing: [], twice: [] }, `${missing.length} records missing, ${twice.length} written more than once`);
+  t.is(seen.size, count);
+  return keys;
+}
+
+interface Child {
+  process: ChildProcess;
+  objects: string[];
+  recovered: unknown;
+  exited: Promise<number | null>;
+  stderr: string[];
+}
+
+function startWorker(settings: Record<string, unknown>): Child {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ brokers: env.kafka.brokers, endpoint: env.s3.endpoint, windowMs: 2000, idleMs: 300, ...settings })], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  });
+  const worker: Child = { process: child, objects: [], recovered: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  child.on('error', () => {});
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const message = JSON.parse(line) as { object?: string; recovered?: unknown };
+    if (message.object) worker.objects.push(message.object);
+    if (message.recovered) worker.recovered = message.recovered;
+  });
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => worker.stderr.push(line));
+  return worker;
+}
+
+serial('one worker: every record once, one object per destination, partition and window, keys in the records\' own windows; close() commits every offset', async (t) => {
+  await env.kafka.createTopic('one', 3);
+  // A backlog over three minutes of record time (n / 1000 is the minute).
+  await produce('one', 3, 0, 3000, (n) => T0 + Math.floor(n / 1000) * MINUTE + (n % 1000) * 10);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: ['one'], groupId: 'g-one', idleMs: 200, sink: { bucket: 'bucket', prefix: 'one/{service}/', s3: s3Options(), gzipLevel: 1 } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => worker.stats().eventsOut === 3000, 'all 3000 records in S3', 60_000);
+  await worker.close();
+  const keys = await assertExactlyOnce(t, 'one/', 3000);
+  // 2 services × 3 partitions × 3 minutes: the last minute's batches were cut when the partitions went idle.
+  t.is(keys.length, 18);
+  for (const key of keys) {
+    const parsed = parseKey(key);
+    const lines = await env.s3.lines('bucket', key);
+    const minute = Math.floor((JSON.parse(lines[0] as string) as { n: number }).n / 1000);
+    t.is(Math.floor(((parsed?.time ?? 0) - T0) / MINUTE), minute, `${key} is filed under its records' minute`);
+  }
+  t.true(await lagIsZero('g-one', 'one'));
+  const stats = worker.stats();
+  t.is(stats.records, 3000);
+  // Per partition: two batches closed by the log (a later minute), the last one cut when the partition went idle.
+  t.is(stats.batches, 6);
+  t.is(stats.cuts, 3);
+});
+
+serial('a worker killed between a completed object and its offset commit: the restart rewrites the same key with the same bytes', async (t) => {
+  await env.kafka.createTopic('crash', 1);
+  // 100 records in one minute, then one in the next: the first batch closes by the log's own rule.
+  await produce('crash', 1, 0, 101, (n) => (n < 100 ? T0 + n : T0 + MINUTE));
+  const first = startWorker({ topic: 'crash', groupId: 'g-crash', prefix: 'crash', crashAfterDelivered: true });
+  await first.exited;
+  t.is(first.process.signalCode, 'SIGKILL');
+  t.is(first.objects.length, 1);
+  const key = first.objects[0] as string;
+  const bytes = await env.s3.raw('bucket', key);
+  const committed = await env.admin.fetchOffsets({ groupId: 'g-crash', topics: ['crash'] });
+  t.true(Number(committed[0]?.partitions[0]?.offset) <= 0, 'nothing past the first batch was committed before the kill');
+
+  const second = startWorker({ topic: 'crash', groupId: 'g-crash', prefix: 'crash' });
+  await eventually(() => second.objects.includes(key), 'the same key written again', 30_000);
+  t.deepEqual(await env.s3.raw('bucket', key), bytes, 'the same bytes');
+  await eventually(() => lagIsZero('g-crash', 'crash'), 'every offset committed', 30_000);
+  second.process.kill('SIGTERM');
+  t.is(await second.exited, 0);
+  const keys = await assertExactlyOnce(t, 'crash/', 101);
+  t.is(keys.length, 2);
+});
+
+serial('three workers over six partitions, one killed with SIGKILL and restarted, a fourth added: every record in S3 exactly once, in offset order', async (t) => {
+  const total = 200_000;
+  await env.kafka.createTopic('group', 6);
+  const settings = { topic: 'group', groupId: 'g-group', prefix: 'group' };
+  const workers = [startWorker(settings), startWorker(settings), startWorker(settings)];
+  t.teardown(() => workers.forEach((w) => w.process.kill('SIGKILL')));
+  const third = Math.floor(total / 3);
+  await produce('group', 6, 0, third);
+  await eventually(() => workers.every((w) => w.objects.length > 0), 'each worker wrote an object', 60_000);
+  (workers[0] as Child).process.kill('SIGKILL');
+  await produce('group', 6, third, 2 * third);
+  workers.push(startWorker(settings)); // the killed one, restarted
+  await produce('group', 6, 2 * third, total - 10_000);
+  workers.push(startWorker(settings)); // a fourth: a rebalance
+  await produce('group', 6, total - 10_000, total);
+  await eventually(() => lagIsZero('g-group', 'group'), 'the group caught up (lag 0)', 120_000);
+  for (const w of workers.slice(1)) w.process.kill('SIGTERM');
+  const codes = await Promise.all(workers.slice(1).map((w) => w.exited));
+  t.deepEqual(codes, [0, 0, 0, 0]);
+  await assertExactlyOnce(t, 'group/', total);
+});
+
+serial('the broker restarted mid-run: the worker reconnects, nothing lost or written twice', async (t) => {
+  await env.kafka.createTopic('restart', 2);
+  const worker = startWorker({ topic: 'restart', groupId: 'g-restart', prefix: 'restart' });
+  t.teardown(() => worker.process.kill('SIGKILL'));
+  await produce('restart', 2, 0, 5000);
+  await eventually(() => worker.objects.length > 0, 'an object', 60_000);
+  await env.kafka.restart();
+  await env.producer.disconnect();
+  await env.producer.connect();
+  await produce('restart', 2, 5000, 10_000);
+  await eventually(() => lagIsZero('g-restart', 'restart'), 'the group caught up', 120_000);
+  worker.process.kill('SIGTERM');
+  t.is(await worker.exited, 0);
+  await assertExactlyOnce(t, 'restart/', 10_000);
+});
+
+serial('with a spool: offsets are committed once batches are durable, through an S3 outage; SIGKILL then, and a restart on the same spool delivers them from disk and reads the rest again: each record once', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 's3sink-kafka-spool-'));
+  const proxy = await startProxy(env.s3.port);
+  t.teardown(() => proxy.close());
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await env.kafka.createTopic('spooled', 3);
+  const settings = { topic: 'spooled', groupId: 'g-spooled', prefix: 'spooled', spoolDir: dir, endpoint: proxy.endpoint };
+  const first = startWorker(settings);
+  t.teardown(() => first.process.kill('SIGKILL'));
+  const start = Date.now();
+  await produce('spooled', 3, 0, 10_000, () => start - 10 * MINUTE);
+  await eventually(() => first.objects.length > 0, 'an object', 60_000);
+  await proxy.down();
+  // Five minutes later in record time: the batches close by the log's own rule (and the last ones when idle), and are spooled.
+  await produce('spooled', 3, 10_000, 20_000, () => start - 5 * MINUTE);
+  await eventually(() => lagIsZero('g-spooled', 'spooled'), 'every offset committed while S3 is down (the batches are durable in the spool)', 60_000);
+  first.process.kill('SIGKILL');
+  await first.exited;
+  await proxy.up();
+  await produce('spooled', 3, 20_000, 30_000);
+  const second = startWorker(settings);
+  t.teardown(() => second.process.kill('SIGKILL'));
+  await eventually(() => second.recovered !== null, "the restart's recovery", 60_000);
+  t.true((second.recovered as { batches: number }).batches >= 3, `recovered ${JSON.stringify(second.recovered)}`);
+  await eventually(() => lagIsZero('g-spooled', 'spooled'), 'the group caught up', 120_000);
+  second.process.kill('SIGTERM');
+  t.is(await second.exited, 0);
+  await assertExactlyOnce(t, 'spooled/', 30_000);
+});
+
+serial('the CLI: s3-sink kafka delivers a topic under a templated prefix, and SIGTERM commits, leaves the group and exits 0', async (t) => {
+  await env.kafka.createTopic('cli', 2);
+  await produce('cli', 2, 0, 4000, (n) => T0 + (n < 2000 ? 0 : MINUTE));
+  const cli = startCli(['kafka', '--brokers', env.kafka.bootstrap, '--topic', 'cli', '--group', 'g-cli', '--bucket', 'bucket', '--prefix', 'cli/{service}/', '--endpoint', env.s3.endpoint, '--idle', '300ms']);
+  t.teardown(() => cli.child.kill('SIGKILL'));
+  await eventually(() => lagIsZero('g-cli', 'cli'), 'every offset committed', 60_000);
+  cli.child.kill('SIGTERM');
+  const { code } = await cli.exit;
+  t.is(code, 0, cli.stderr());
+  t.regex(cli.stderr(), /SIGTERM: stopped reading; delivering and committing what was read/);
+  const keys = await assertExactlyOnce(t, 'cli/', 4000);
+  // 2 services × 2 partitions × 2 minutes.
+  t.is(keys.length, 8);
+  t.true(keys.every((key) => key.startsWith('cli/api/') || key.startsWith('cli/db/')));
+});
+
+serial('poison records (not JSON for the template, too long, a tombstone) never block a partition: the rest delivered, each reported, every offset committed', async (t) => {
+  await env.kafka.createTopic('poison', 1);
+  const good = (n: number) => ({ timestamp: String(T0), value: JSON.stringify({ n, p: 0, service: 'api' }) });
+  await env.producer.send({
+    topic: 'poison',
+    acks: -1,
+    messages: [good(0), { timestamp: String(T0), value: 'not json' }, good(1), { timestamp: String(T0), value: JSON.stringify({ n: -1, pad: 'x'.repeat(2000) }) }, good(2), { timestamp: String(T0), value: null }, good(3)],
+  });
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: ['poison'], groupId: 'g-poison', idleMs: 100, sink: { bucket: 'bucket', prefix: 'poison/{service}/', deadLetterPrefix: 'poison-unrouted/', maxLineBytes: 1000, s3: s3Options() } });
+  const rejected: string[] = [];
+  worker.sink.on('rejected', (r) => rejected.push(r.code));
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-poison', 'poison'), 'every offset committed', 30_000);
+  await worker.close();
+  t.deepEqual(rejected.sort(), ['ERR_S3SINK_LINE_TOO_LONG', 'ERR_S3SINK_RECORD']);
+  await assertExactlyOnce(t, 'poison/', 4);
+  const unrouted = await env.s3.keys('bucket', 'poison-unrouted/');
+  t.is(unrouted.length, 1);
+  t.deepEqual(await env.s3.lines('bucket', unrouted[0] as string), ['not json']);
+  t.is(worker.stats().unrouted, 1);
+});
+
+serial('backpressure: S3 slower than the topic pauses consumption and memory stays within the budget (full budgets cut batches, recorded), each record once', async (t) => {
+  await env.kafka.createTopic('slow', 2);
+  await produce('slow', 2, 0, 40_000, () => T0);
+  const proxy = await startProxy(env.s3.port, { bytesPerSecond: 2 * 1024 * 1024 });
+  t.teardown(() => proxy.close());
+  const budget = 1024 * 1024;
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: ['slow'], groupId: 'g-slow', idleMs: 100, sink: { bucket: 'bucket', prefix: 'slow', maxBufferedBytes: budget, gzipLevel: 0, s3: { ...s3Options(), endpoint: proxy.endpoint } } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-slow', 'slow'), 'every offset committed', 90_000);
+  await worker.close();
+  const stats = worker.stats();
+  t.true(stats.peakBufferedBytes <= budget + 1024, `peak ${stats.peakBufferedBytes} within the budget of ${budget}`);
+  t.true(stats.cuts > 2, `batches were cut for room (${stats.cuts} cuts)`);
+  await assertExactlyOnce(t, 'slow/', 40_000);
+});
