@@ -1,4 +1,4 @@
-import { JsonFields, NOT_AN_OBJECT, NOT_JSON } from './jsonFields.js';
+import { FIELD_PATH, fieldReader, NOT_AN_OBJECT, NOT_JSON, type Fields } from './fields.js';
 import { prefixProblem } from './key.js';
 
 /**
@@ -27,12 +27,16 @@ export interface PrefixTemplate {
   fillFromJson(bytes: Uint8Array): { prefix: string } | { miss: string };
   /** For an event's payload as a sink takes it: a string or bytes are its JSON, anything else is the event itself. */
   fillFromPayload(payload: unknown): { prefix: string } | { miss: string };
+  /**
+   * From fields read already (by a `FieldReader` whose first paths are
+   * `fields`, in order: a reader of more fields reads a line once for all).
+   */
+  fillFromFields(values: Fields): { prefix: string } | { miss: string };
 }
 
 type Filled = { prefix: string } | { miss: string };
 
 const PLACEHOLDER = /\{([^{}]*)\}/g;
-const FIELD_PATH = /^[A-Za-z0-9_@$-]+(\.[A-Za-z0-9_@$-]+)*$/;
 
 /** `null` when `source` has no placeholders; throws on a malformed one (the message says which). */
 export function compileTemplate(source: string): PrefixTemplate | null {
@@ -56,8 +60,10 @@ export function compileTemplate(source: string): PrefixTemplate | null {
   // The template's own text must pass the prefix rule whatever the values are.
   const ownProblem = prefixProblem(`${literals.join('x')}x${tail}`);
   if (ownProblem !== null) throw new Error(`its text outside the placeholders ${ownProblem}`);
-  const reader = JsonFields.supports(fields) ? new JsonFields(fields) : null;
-  const fillValues = (values: readonly unknown[]): Filled => {
+  const reader = fieldReader(fields);
+  const fillFromFields = (values: Fields): Filled => {
+    if (values === NOT_JSON) return NOT_JSON_MISS;
+    if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
     let prefix = '';
     for (let i = 0; i < fields.length; i++) {
       const text = valueText(values[i]);
@@ -68,55 +74,18 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     const problem = prefixProblem(prefix);
     return problem === null ? { prefix } : { miss: `filled prefix ${JSON.stringify(prefix.length > 60 ? `${prefix.slice(0, 60)}…` : prefix)} ${problem}` };
   };
-  const fill = (event: unknown): Filled => {
-    if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_OBJECT_MISS;
-    return fillValues(fields.map((path) => lookup(event, path)));
-  };
-  const fillFromText = (text: string): Filled => {
-    const event = parseJson(text);
-    return event === UNPARSABLE ? NOT_JSON_MISS : fill(event);
-  };
-  const fillFromJson = (bytes: Uint8Array): Filled => {
-    if (reader === null) return fillFromText(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
-    const values = reader.read(bytes);
-    if (values === NOT_JSON) return NOT_JSON_MISS;
-    if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
-    return fillValues(values);
-  };
   return {
     source,
     fields,
-    fill,
-    fillFromJson,
-    fillFromPayload(payload) {
-      if (payload instanceof Uint8Array) return fillFromJson(payload);
-      return typeof payload === 'string' ? fillFromText(payload) : fill(payload);
-    },
+    fill: (event) => fillFromFields(reader.fromObject(event)),
+    fillFromJson: (bytes) => fillFromFields(reader.fromJson(bytes)),
+    fillFromPayload: (payload) => fillFromFields(reader.fromPayload(payload)),
+    fillFromFields,
   };
 }
 
 const NOT_JSON_MISS = Object.freeze({ miss: 'event is not JSON' });
 const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });
-
-const UNPARSABLE = Symbol('unparsable');
-
-/** `JSON.parse(text)`, or `UNPARSABLE`. */
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return UNPARSABLE;
-  }
-}
-
-function lookup(event: object, path: readonly string[]): unknown {
-  let at: unknown = event;
-  for (const name of path) {
-    if (at === null || typeof at !== 'object' || !Object.hasOwn(at, name)) return undefined;
-    at = (at as Record<string, unknown>)[name];
-  }
-  return at;
-}
 
 function valueText(value: unknown): string | { miss: string } {
   if (value === undefined) return { miss: 'is missing' };
