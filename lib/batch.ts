@@ -52,6 +52,13 @@ export interface Routed {
   bytes: number;
   /** The acks of `lines`, one per line, or `null` when no event had one. */
   acks: Acks;
+  /**
+   * With the `time` option: each line's own time (ms since epoch), `NaN` for
+   * one without a usable time (it follows its arrival). A stage of yours
+   * between `keyBy` and `window` that drops lines drops their times too;
+   * a group whose `times` do not match its lines follows arrival.
+   */
+  times?: number[] | undefined;
 }
 
 /**
@@ -66,7 +73,7 @@ export interface Batch {
   readonly destination: Destination;
   readonly bucket: string;
   readonly key: string;
-  /** When the first event arrived (ms since epoch): the time in the key. */
+  /** The time of its first event (ms since epoch): its arrival, or with the `time` option its own time. The time in the key. */
   readonly openedAt: number;
   /** When its window ends (ms since epoch). */
   readonly windowEnd: number;

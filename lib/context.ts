@@ -58,6 +58,14 @@ export interface SinkStats {
   rejected: number;
   /** Events sent to `deadLetterPrefix` because their templated prefix could not be filled. */
   unrouted: number;
+  /** With the `time` option: events without a usable time of their own, batched by their arrival instead. */
+  untimed: number;
+  /**
+   * With the `time` option: events that came later than their window's end
+   * plus `time.lateMs` (on the clock). They go into a batch opened late for
+   * their window: one more object for it when one was written already.
+   */
+  late: number;
   /** Requests retried (see the `'retry'` event). */
   retries: number;
   /** Batches given up on and written to the `deadLetter` directory. */
@@ -162,6 +170,8 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     uploadsInFlight: 0,
     rejected: 0,
     unrouted: 0,
+    untimed: 0,
+    late: 0,
     retries: 0,
     deadLettered: 0,
     deadLetteredEvents: 0,

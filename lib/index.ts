@@ -19,6 +19,7 @@ export { formatKey, parseKey, normalizePrefix } from './key.js';
 export { LineSplitter } from './lines.js';
 export { compileTemplate, type PrefixTemplate } from './template.js';
 export { systemClock, type Clock } from './clock.js';
+export type { TimeOption, TimeOf } from './eventTime.js';
 export { S3SinkError, OptionError, UploadError, ClockError } from './errors.js';
 export { prometheusText, PROMETHEUS_CONTENT_TYPE } from './metrics.js';
 export { PayloadError } from './framing.js';

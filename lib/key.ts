@@ -73,12 +73,17 @@ export function normalizePrefix(prefix: string): string {
     .join('/');
 }
 
+/** Whether `time` (ms since epoch) is an instant a key can name: from 1970 to the end of 9999. */
+export function isKeyTime(time: unknown): time is number {
+  return typeof time === 'number' && time >= 0 && time < MAX_KEY_TIME;
+}
+
 /**
  * The key of an object whose batch opened at `openedAt` (ms since epoch), under a normalised prefix.
  * Throws `ClockError` for a time with no key (NaN, before 1970, after 9999): luxon would format it as `Invalid DateTime`.
  */
 export function formatKey(normalizedPrefix: string, openedAt: number, identifier: string): string {
-  if (typeof openedAt !== 'number' || !(openedAt >= 0 && openedAt < MAX_KEY_TIME)) throw new ClockError(openedAt);
+  if (!isKeyTime(openedAt)) throw new ClockError(openedAt);
   const time = DateTime.fromMillis(openedAt, { zone: 'utc' }).toFormat(KEY_TIME_FORMAT);
   const name = `${time}-${identifier}.gz`;
   return normalizedPrefix === '' ? name : `${normalizedPrefix}/${name}`;

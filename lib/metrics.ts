@@ -18,6 +18,8 @@ const METRICS = {
   eventsOut: ['s3sink_events_delivered_total', 'counter', 'Events in completed S3 objects.'],
   rejected: ['s3sink_events_rejected_total', 'counter', 'Events rejected (too long, no JSON form, wrong shape).'],
   unrouted: ['s3sink_events_unrouted_total', 'counter', 'Events sent to the dead-letter prefix because their templated prefix could not be filled.'],
+  untimed: ['s3sink_events_untimed_total', 'counter', 'Events without a usable time of their own (time option), batched by arrival.'],
+  late: ['s3sink_events_late_total', 'counter', 'Events that came later than their window end plus time.lateMs (time option), into a batch opened late for their window.'],
   deadLetteredEvents: ['s3sink_events_dead_lettered_total', 'counter', 'Events in batches given up on and kept as dead letters.'],
   lostEvents: ['s3sink_events_lost_total', 'counter', 'Events in batches given up on with no place to keep them: not delivered.'],
   spooledEvents: ['s3sink_events_spooled_total', 'counter', 'Events written to the spool.'],

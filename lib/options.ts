@@ -2,6 +2,8 @@ import type { ObjectCannedACL, S3Client, S3ClientConfig } from '@aws-sdk/client-
 import { join } from 'node:path';
 import { systemClock, type Clock } from './clock.js';
 import { OptionError } from './errors.js';
+import type { ResolvedTime, TimeOf, TimeOption } from './eventTime.js';
+import { FIELD_PATH } from './fields.js';
 import { checkPrefix, normalizePrefix, PREFIX_RULE } from './key.js';
 import { MAX_TAGS, objectParams, SSE_MODES, STORAGE_CLASSES, tagProblem, type ObjectParams, type ObjectStorageClass, type SseMode } from './objectParams.js';
 import { DEFAULT_RETRY, longestRequestMs, type RetryPolicy } from './retry.js';
@@ -215,6 +217,27 @@ export interface SinkOptions {
    * `maxBytes`, default 8 GiB; past it writes wait).
    */
   spool?: SpoolOptions;
+  /**
+   * Event time: batches and keys follow each event's own time instead of its
+   * arrival. `{ field: 'ts' }` (a field of the event's JSON, or a dotted path
+   * like `event.time`) or `(payload) => time` (a function of the payload: a
+   * Buffer in lines mode). The time is epoch seconds (below 10^11), epoch
+   * milliseconds, an ISO 8601 string (UTC without an offset) or a Date; an
+   * event without a usable one (missing, not a time, before 1970, after 9999)
+   * is batched by its arrival and counted in `stats().untimed`.
+   *
+   * A batch (one destination in one window of event time) waits for late
+   * events until the `clock` passes its window's end plus `lateMs`. An event
+   * that comes after that opens another batch for its window (one more
+   * object for it), counted in `stats().late`, which closes `lateMs` after it
+   * opened; a batch opened by an event from ahead of the clock closes at most
+   * `windowMs + lateMs` after it opened.
+   * Default: none (arrival time); `lateMs` defaults to `windowMs`.
+   * Memory: a destination may have a batch open per window it receives
+   * events for (the current one and those still waiting for late events),
+   * all within `maxBufferedBytes`.
+   */
+  time?: TimeOption;
   /** Time source for windows, key timestamps and the window timer (tests inject one). Default: the system clock. Memory: none. */
   clock?: Clock;
 }
@@ -246,6 +269,8 @@ export interface ResolvedOptions {
   readonly deadLetter: string | undefined;
   readonly sweepOrphans: number | false;
   readonly spool: ResolvedSpool | null;
+  /** Event time (the `time` option), or `null`: batches follow arrival. */
+  readonly time: ResolvedTime | null;
   /** The part of the prefix before its first placeholder, normalised (where the orphan sweep looks). */
   readonly prefixRoot: string;
   readonly clock: Clock;
@@ -272,7 +297,7 @@ const KNOWN = new Set<string>([
   'bucket', 'prefix', 'deadLetterPrefix', 's3', 'client', 'acl', 'sse', 'sseKmsKeyId', 'sseBucketKey', 'storageClass', 'tags',
   'contentType', 'contentEncoding', 'expectedBucketOwner', 'input', 'windowMs', 'partSize', 'queueSize',
   'maxUploads', 'maxBufferedBytes', 'maxObjectBytes', 'maxLineBytes', 'gzipLevel', 'parallelGzip', 'retry', 'requestTimeoutMs',
-  'deadLetter', 'sweepOrphans', 'spool', 'clock',
+  'deadLetter', 'sweepOrphans', 'spool', 'time', 'clock',
 ]);
 
 const MAX_SWEEP_AGE_MS = 365 * 24 * 3_600_000;
@@ -390,6 +415,8 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     throw new OptionError('maxObjectBytes', maxObjectBytes, `at most ${largestObjectFor(partSize)} with partSize ${partSize} (S3 allows ${S3_MAX_PARTS} parts per object)`);
   }
 
+  const time = resolveTime(o.time, windowMs);
+
   const clock = o.clock ?? systemClock;
   if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
     throw new OptionError('clock', clock, 'an object with now(), setTimeout() and clearTimeout()');
@@ -419,6 +446,7 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     deadLetter: o.deadLetter,
     sweepOrphans,
     spool,
+    time,
     prefixRoot: normalizePrefix(rawPrefix.split('{')[0] as string),
     clock,
   });
@@ -489,6 +517,26 @@ function resolveSpool(value: unknown): ResolvedSpool | null {
     fsyncIntervalMs: intOption('spool.fsyncIntervalMs', o.fsyncIntervalMs, 200, 1, 60_000),
     maxBytes: intOption('spool.maxBytes', o.maxBytes, 8 * GiB, 1 * MiB, 2 ** 50),
   });
+}
+
+/** Longest `time.lateMs`: a day, as the longest window. */
+const MAX_LATE_MS = 24 * 3600 * 1000;
+
+function resolveTime(value: unknown, windowMs: number): ResolvedTime | null {
+  if (value === undefined) return null;
+  if (typeof value === 'function') return Object.freeze({ field: null, get: value as TimeOf, lateMs: windowMs });
+  if (value === null || typeof value !== 'object') throw new OptionError('time', value, "{ field: 'ts' }, { get: (payload) => time } or a function of the payload");
+  const o = value as Record<string, unknown>;
+  for (const name of Object.keys(o)) {
+    if (name !== 'field' && name !== 'get' && name !== 'lateMs') throw new OptionError(`time.${name}`, o[name], 'no such field; time has field (or get) and lateMs');
+  }
+  if ((o.field === undefined) === (o.get === undefined)) throw new OptionError('time', value, "one of field (a field of the event's JSON) and get (a function of its payload)");
+  if (o.field !== undefined && (typeof o.field !== 'string' || !FIELD_PATH.test(o.field))) {
+    throw new OptionError('time.field', o.field, 'a field name or dotted path, like ts, @timestamp or event.time');
+  }
+  if (o.get !== undefined && typeof o.get !== 'function') throw new OptionError('time.get', o.get, 'a function of the payload giving its time');
+  const lateMs = intOption('time.lateMs', o.lateMs, windowMs, 0, MAX_LATE_MS);
+  return Object.freeze({ field: o.field === undefined ? null : Object.freeze((o.field as string).split('.')), get: (o.get as TimeOf | undefined) ?? null, lateMs });
 }
 
 function resolveRetry(value: unknown): RetryPolicy {

@@ -1,5 +1,8 @@
 import { destination, type Destination, type SinkRecord } from './batch.js';
 import type { SinkContext } from './context.js';
+import { messageOf } from './errors.js';
+import { timeValue, type TimeOf } from './eventTime.js';
+import { fieldReader, NOT_JSON, type FieldReader, type Fields } from './fields.js';
 import { encodeLine, lineBytes, type Line, type PayloadError } from './framing.js';
 import { checkPrefix } from './key.js';
 import { bucketNameProblem } from './options.js';
@@ -10,6 +13,12 @@ export interface RoutedEvent {
   line: Line;
   /** `lineBytes(line)`. */
   bytes: number;
+  /**
+   * Its own time (ms since epoch), from a router that reads times (the `time`
+   * option); `NaN` when it has no usable one (it follows its arrival).
+   * Absent when times are not read.
+   */
+  time?: number;
 }
 
 const CACHE_LIMIT = 4096;
@@ -21,6 +30,12 @@ const CACHE_LIMIT = 4096;
  * it cannot be). Its payload becomes its line (see framing.ts). An event
  * that cannot be routed or has no line is reported (`ctx.reject`, with its
  * ack) and `route` gives `null`: the events around it go on.
+ *
+ * Asked to (`times: true`, what `keyBy` asks) and with the `time` option, it
+ * also reads each event's own time: a time field in the same pass over the
+ * line as the template's fields, or the option's function. An event routed
+ * without a usable time is counted in `untimed`. An input that batches by
+ * times of its own (Kafka: record timestamps) does not ask.
  */
 export class Router {
   readonly #ctx: SinkContext;
@@ -28,11 +43,16 @@ export class Router {
   /** bucket → prefix as given → destination (or why that prefix cannot be one). */
   readonly #destinations = new Map<string, Map<string, Destination | { problem: string }>>();
   readonly #buckets = new Map<string, string | null>();
+  /** With a time field: the template's fields (if any) and then the time field, read in one pass. */
+  readonly #fields: FieldReader | null = null;
+  readonly #timeOf: TimeOf | null = null;
 
-  constructor(ctx: SinkContext) {
+  constructor(ctx: SinkContext, { times = false }: { times?: boolean } = {}) {
     this.#ctx = ctx;
-    const { bucket, prefix, prefixTemplate } = ctx.options;
+    const { bucket, prefix, prefixTemplate, time } = ctx.options;
     this.#default = bucket !== undefined && !prefixTemplate ? destination(bucket, prefix) : null;
+    if (times && time?.field) this.#fields = fieldReader([...(prefixTemplate?.fields ?? []), time.field]);
+    if (times && time?.get) this.#timeOf = time.get;
   }
 
   route(event: SinkRecord): RoutedEvent | null {
@@ -50,11 +70,36 @@ export class Router {
       this.#ctx.reject('ERR_S3SINK_LINE_TOO_LONG', `event of ${bytes - 1} bytes is longer than maxLineBytes (${maxLineBytes})`, typeof line === 'string' ? line.slice(0, 64) : line, event.ack);
       return null;
     }
-    const dest = this.#destinationOf(event);
-    return dest === null ? null : { destination: dest, line, bytes };
+    if (this.#fields === null && this.#timeOf === null) {
+      const dest = this.#destinationOf(event, undefined);
+      return dest === null ? null : { destination: dest, line, bytes };
+    }
+    let fields: Fields | undefined;
+    let time: number;
+    if (this.#fields !== null) {
+      fields = this.#fields.fromPayload(event.payload);
+      time = fields === NOT_JSON ? NaN : timeValue(fields[this.#fields.paths.length - 1]);
+    } else {
+      time = this.#call(this.#timeOf as TimeOf, event.payload);
+    }
+    const dest = this.#destinationOf(event, fields);
+    if (dest === null) return null;
+    if (time !== time) this.#ctx.counters.untimed += 1;
+    return { destination: dest, line, bytes, time };
   }
 
-  #destinationOf(event: SinkRecord): Destination | null {
+  /** The time the option's function gives; one that throws gives none (said once: it is the user's code, and the event goes on). */
+  #call(timeOf: TimeOf, payload: unknown): number {
+    try {
+      return timeValue(timeOf(payload));
+    } catch (err) {
+      this.#ctx.warn('S3SINK_TIME_FUNCTION', `the time option's function threw (${messageOf(err)}): such events are batched by arrival (stats().untimed counts them)`, true);
+      return NaN;
+    }
+  }
+
+  /** `fields`: what a reader of the template's fields (first) read of the event already, if one did. */
+  #destinationOf(event: SinkRecord, fields: Fields | undefined): Destination | null {
     if (event.bucket === undefined && event.prefix === undefined && this.#default) return this.#default;
     const options = this.#ctx.options;
     const bucket = event.bucket ?? options.bucket;
@@ -78,7 +123,7 @@ export class Router {
       return dest;
     }
     if (options.prefixTemplate) {
-      const filled = options.prefixTemplate.fillFromPayload(event.payload);
+      const filled = fields === undefined ? options.prefixTemplate.fillFromPayload(event.payload) : options.prefixTemplate.fillFromFields(fields);
       const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
       if (dest !== null && !('problem' in dest)) return dest;
       this.#ctx.counters.unrouted += 1;

@@ -11,6 +11,7 @@ import { Router } from '../route.js';
  * when it cannot be). Its payload becomes its line here (see framing.ts): this
  * is the last stage that looks inside payloads; from here on events are lines.
  * The rules are `Router`'s (route.ts); this stage groups what it routes.
+ * With the `time` option each group also carries its lines' own times.
  */
 export function keyBy(ctx: SinkContext): KeyBy {
   return new KeyBy(ctx);
@@ -18,10 +19,12 @@ export function keyBy(ctx: SinkContext): KeyBy {
 
 export class KeyBy extends Transform {
   readonly #router: Router;
+  readonly #timed: boolean;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
-    this.#router = new Router(ctx);
+    this.#router = new Router(ctx, { times: true });
+    this.#timed = ctx.options.time !== null;
   }
 
   override _transform(events: SinkRecord[], _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -32,12 +35,13 @@ export class KeyBy extends Transform {
       const { destination: dest, line, bytes } = routed;
       let group = groups.get(dest.id);
       if (!group) {
-        group = { destination: dest, lines: [], bytes: 0, acks: null };
+        group = { destination: dest, lines: [], bytes: 0, acks: null, times: this.#timed ? [] : undefined };
         groups.set(dest.id, group);
       }
       // Acks cost nothing until an event has one; from then on they are kept one per line.
       if (event.ack !== undefined && group.acks === null) group.acks = new Array(group.lines.length).fill(undefined);
       group.acks?.push(event.ack);
+      group.times?.push(routed.time as number);
       group.lines.push(line);
       group.bytes += bytes;
     }

@@ -1,8 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Acks, Batch, Destination, LinesPiece, Routed } from '../batch.js';
 import type { SinkContext } from '../context.js';
+import { ClockError } from '../errors.js';
 import { lineBytes, type Line } from '../framing.js';
-import { formatKey, newIdentifier } from '../key.js';
+import { formatKey, isKeyTime, newIdentifier } from '../key.js';
 import { compressorBytes, decide, type Ledger } from '../ledger.js';
 
 /**
@@ -15,6 +16,15 @@ import { compressorBytes, decide, type Ledger } from '../ledger.js';
  * no input comes), before it would pass `maxObjectBytes`, when the memory
  * budget is full of batches that cannot make a part yet (the largest closes),
  * or when the stream ends.
+ *
+ * With the `time` option the window is that of each event's own time (its
+ * arrival when it has none), a destination has a batch open per window it
+ * has events for, and a batch closes when the clock passes its window's end
+ * plus `time.lateMs`. A batch opened after that (by a late event) closes
+ * `lateMs` after it opened, gathering the late events that follow it; one
+ * opened early (its window ahead of the clock) closes at most `windowMs +
+ * lateMs` after it opened. An event whose window's batch has closed opens
+ * another.
  *
  * This is where the memory budget (and, with a spool, its `maxBytes`) is
  * enforced: events wait here until they fit. A budget full of open batches
@@ -40,9 +50,30 @@ interface Run {
   acks: Acks;
 }
 
+/** Lines of one destination, all in one window: the window of `time` (with the `time` option, its first line's), or of their arrival (`null`: the clock when they are admitted). */
+interface Slice {
+  destination: Destination;
+  lines: Line[];
+  bytes: number;
+  acks: Acks;
+  time: number | null;
+}
+
+/** An open batch, under its slot in the open map (its destination; with the `time` option, its destination and window). */
+interface Open {
+  batch: Batch;
+  slot: string;
+  /** When the clock closes it. */
+  closesAt: number;
+}
+
 export class Window extends Transform {
   readonly #ctx: SinkContext;
-  readonly #open = new Map<string, Batch>();
+  readonly #open = new Map<string, Open>();
+  /** The `time` option is set: batches follow the events' own times. */
+  readonly #eventTime: boolean;
+  /** How long past its window's end a batch waits (`time.lateMs`; 0 by arrival, where nothing comes late). */
+  readonly #lateMs: number;
   #seq = 0;
   #timer: unknown = null;
   #timerAt = Infinity;
@@ -50,6 +81,8 @@ export class Window extends Transform {
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
     this.#ctx = ctx;
+    this.#eventTime = ctx.options.time !== null;
+    this.#lateMs = ctx.options.time?.lateMs ?? 0;
   }
 
   override _transform(groups: Routed[], _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -75,7 +108,7 @@ export class Window extends Transform {
 
   override _flush(callback: TransformCallback): void {
     const out: LinesPiece[] = [];
-    for (const batch of [...this.#open.values()]) this.#close(batch, out);
+    for (const open of [...this.#open.values()]) this.#close(open, out);
     this.#pushAll(out);
     this.#clearTimer();
     callback();
@@ -88,40 +121,91 @@ export class Window extends Transform {
     callback(error);
   }
 
-  /** Admits whole groups while they fit; `null` when all did, else a promise for the rest. */
+  /** Admits whole slices while they fit; `null` when all did, else a promise for the rest. */
   #admit(groups: Routed[], out: LinesPiece[]): Promise<void> | null {
     const { ledger, disk, options } = this.#ctx;
     const now = options.clock.now();
-    for (let g = 0; g < groups.length; g++) {
-      const group = groups[g] as Routed;
-      const batch = this.#batchFor(group.destination, now, out);
-      const extra = this.#compressorCharge(batch, group.bytes);
-      if (batch.bytes + group.bytes > options.maxObjectBytes || ledger.held + group.bytes + extra > ledger.max || (disk !== null && disk.held + group.bytes > disk.max)) {
-        return this.#admitSlowly(groups, g, out);
+    if (!isKeyTime(now)) throw new ClockError(now);
+    const slices = this.#slices(groups, now);
+    for (let g = 0; g < slices.length; g++) {
+      const slice = slices[g] as Slice;
+      const { batch } = this.#batchFor(slice.destination, slice.time ?? now, now, out);
+      const extra = this.#compressorCharge(batch, slice.bytes);
+      if (batch.bytes + slice.bytes > options.maxObjectBytes || ledger.held + slice.bytes + extra > ledger.max || (disk !== null && disk.held + slice.bytes > disk.max)) {
+        return this.#admitSlowly(slices, g, out);
       }
-      this.#account(batch, group.lines.length, group.bytes, extra);
-      out.push({ batch, lines: group.lines, bytes: group.bytes, acks: group.acks });
+      this.#account(batch, slice.lines.length, slice.bytes, extra);
+      out.push({ batch, lines: slice.lines, bytes: slice.bytes, acks: slice.acks });
     }
     return null;
   }
 
-  /** Line by line from `groups[first]` on: rolls over at `maxObjectBytes`, waits for the budget. */
-  async #admitSlowly(groups: Routed[], first: number, out: LinesPiece[]): Promise<void> {
+  /**
+   * The groups as slices: by arrival, each group whole; with the `time`
+   * option, one slice per window its lines fall in (most groups are in one:
+   * the group's own arrays, nothing copied).
+   */
+  #slices(groups: Routed[], now: number): Slice[] {
+    const slices: Slice[] = [];
+    const { windowMs } = this.#ctx.options;
+    for (const group of groups) {
+      const { destination, lines, bytes, acks, times } = group;
+      if (!this.#eventTime || times?.length !== lines.length || lines.length === 0) {
+        slices.push({ destination, lines, bytes, acks, time: null });
+        continue;
+      }
+      const first = timeOr(times[0] as number, now);
+      const start = first - (first % windowMs);
+      let i = 1;
+      while (i < lines.length && inWindow(timeOr(times[i] as number, now), start, windowMs)) i++;
+      if (i === lines.length) {
+        slices.push(this.#late({ destination, lines, bytes, acks, time: first }, now));
+        continue;
+      }
+      // Lines of several windows: a slice for each, its lines in the order they came.
+      const byWindow = new Map<number, Slice>();
+      for (let k = 0; k < lines.length; k++) {
+        const time = timeOr(times[k] as number, now);
+        const at = time - (time % windowMs);
+        let slice = byWindow.get(at);
+        if (slice === undefined) {
+          slice = { destination, lines: [], bytes: 0, acks: acks === null ? null : [], time };
+          byWindow.set(at, slice);
+        }
+        const line = lines[k] as Line;
+        slice.lines.push(line);
+        slice.bytes += lineBytes(line);
+        slice.acks?.push(acks?.[k]);
+      }
+      for (const slice of byWindow.values()) slices.push(this.#late(slice, now));
+    }
+    return slices;
+  }
+
+  /** Counts the slice's lines late when their window's batch should have closed already (`lateMs` past its end). */
+  #late(slice: Slice, now: number): Slice {
+    if (windowOf(slice.time as number, this.#ctx.options.windowMs).end + this.#lateMs <= now) this.#ctx.counters.late += slice.lines.length;
+    return slice;
+  }
+
+  /** Line by line from `slices[first]` on: rolls over at `maxObjectBytes`, waits for the budget. */
+  async #admitSlowly(slices: Slice[], first: number, out: LinesPiece[]): Promise<void> {
     const { ledger, disk, options } = this.#ctx;
     let now = options.clock.now();
-    for (let g = first; g < groups.length; g++) {
-      const { destination, lines, acks } = groups[g] as Routed;
+    for (let g = first; g < slices.length; g++) {
+      const { destination, lines, acks, time } = slices[g] as Slice;
       let run: Run | null = null;
       for (let i = 0; i < lines.length; i++) {
         const line = lines[i] as Line;
         const n = lineBytes(line);
         for (;;) {
-          let batch = this.#batchFor(destination, now, out);
-          if (batch.events > 0 && batch.bytes + n > options.maxObjectBytes) {
+          let open = this.#batchFor(destination, time ?? now, now, out);
+          if (open.batch.events > 0 && open.batch.bytes + n > options.maxObjectBytes) {
             run = emitRun(run as Run | null, out);
-            this.#close(batch, out);
-            batch = this.#batchFor(destination, now, out);
+            this.#close(open, out);
+            open = this.#batchFor(destination, time ?? now, now, out);
           }
+          const { batch } = open;
           const extra = this.#compressorCharge(batch, n);
           const decision = decide(ledger.held, ledger.max, n + extra, ledger.draining);
           const spooled = disk === null ? 'admit' : decide(disk.held, disk.max, n, disk.draining);
@@ -156,6 +240,7 @@ export class Window extends Transform {
           await released;
           if (this.destroyed) return;
           now = options.clock.now();
+          if (!isKeyTime(now)) throw new ClockError(now);
         }
       }
       emitRun(run as Run | null, out);
@@ -176,33 +261,44 @@ export class Window extends Transform {
     return !batch.streaming && batch.bytes + bytes >= STREAM_AFTER_BYTES ? compressorBytes(this.#ctx.options.parallelGzip) : 0;
   }
 
-  /** The open batch of `destination`, opening one (and closing one whose window has passed). */
-  #batchFor(destination: Destination, now: number, out: LinesPiece[]): Batch {
-    const open = this.#open.get(destination.id);
-    if (open && now < open.windowEnd) return open;
+  /**
+   * The open batch of `destination` for the window of `time` (by arrival,
+   * `time` is `now`), opening one (and closing one the clock has closed).
+   */
+  #batchFor(destination: Destination, time: number, now: number, out: LinesPiece[]): Open {
+    const { windowMs } = this.#ctx.options;
+    const { start, end } = windowOf(time, windowMs);
+    const slot = this.#eventTime ? `${destination.id}\u0000${start}` : destination.id;
+    const open = this.#open.get(slot);
+    if (open && now < open.closesAt) return open;
     if (open) this.#close(open, out);
-    const { end } = windowOf(now, this.#ctx.options.windowMs);
     const batch: Batch = {
       seq: ++this.#seq,
       destination,
       bucket: destination.bucket,
-      key: formatKey(destination.prefix, now, newIdentifier()),
-      openedAt: now,
+      key: formatKey(destination.prefix, time, newIdentifier()),
+      openedAt: time,
       windowEnd: end,
       events: 0,
       bytes: 0,
       streaming: false,
     };
-    this.#open.set(destination.id, batch);
+    // By arrival `now` is in the window, and this is its end. With event time: the window's end plus lateMs;
+    // a late event's batch (that time is past) lateMs from now; an early one's at most a window and lateMs from now.
+    const late = this.#lateMs;
+    const closesAt = Math.min(end + late > now ? end + late : now + late, now + windowMs + late);
+    const opened: Open = { batch, slot, closesAt };
+    this.#open.set(slot, opened);
     this.#ctx.counters.openBatches += 1;
-    if (end < this.#timerAt) this.#setTimer(end, now);
-    return batch;
+    if (closesAt < this.#timerAt) this.#setTimer(closesAt, now);
+    return opened;
   }
 
-  #close(batch: Batch, out: LinesPiece[]): void {
-    if (this.#open.get(batch.destination.id) !== batch) return;
-    this.#open.delete(batch.destination.id);
+  #close(open: Open, out: LinesPiece[]): void {
+    if (this.#open.get(open.slot) !== open) return;
+    this.#open.delete(open.slot);
     this.#ctx.counters.openBatches -= 1;
+    const { batch } = open;
     if (batch.events === 0) return; // opened, then nothing fitted: no object
     this.#ctx.ledger.markClosed(batch);
     this.#ctx.disk?.markClosed(batch);
@@ -218,21 +314,21 @@ export class Window extends Transform {
   #closeForRoom(ledger: Ledger, deficit: number, out: LinesPiece[]): boolean {
     const target = deficit + ledger.max / 8;
     const candidates = [...this.#open.values()]
-      .map((batch) => ({ batch, held: ledger.heldBy(batch) }))
+      .map((open) => ({ open, held: ledger.heldBy(open.batch) }))
       .filter((c) => c.held > 0)
       .sort((a, b) => b.held - a.held);
     let draining = ledger.draining();
     let closed = false;
-    for (const { batch, held } of candidates) {
+    for (const { open, held } of candidates) {
       if (closed && draining >= target) break;
-      this.#close(batch, out);
+      this.#close(open, out);
       draining += held;
       closed = true;
     }
     return closed;
   }
 
-  /** The timer: closes every batch whose window has ended, even when no input comes. */
+  /** The timer: closes every batch whose time has come (its window's end, plus `time.lateMs`), even when no input comes. */
   #onTimer(): void {
     this.#timer = null;
     this.#timerAt = Infinity;
@@ -240,9 +336,9 @@ export class Window extends Transform {
     const now = this.#ctx.options.clock.now();
     const out: LinesPiece[] = [];
     let next = Infinity;
-    for (const batch of [...this.#open.values()]) {
-      if (batch.windowEnd <= now) this.#close(batch, out);
-      else next = Math.min(next, batch.windowEnd);
+    for (const open of [...this.#open.values()]) {
+      if (open.closesAt <= now) this.#close(open, out);
+      else next = Math.min(next, open.closesAt);
     }
     this.#pushAll(out);
     if (next !== Infinity) this.#setTimer(next, now);
@@ -263,6 +359,15 @@ export class Window extends Transform {
   #pushAll(out: LinesPiece[]): void {
     if (out.length > 0) this.push(out);
   }
+}
+
+/** An event's own time, or `now` when it has none (`NaN`). */
+function timeOr(time: number, now: number): number {
+  return time === time ? time : now;
+}
+
+function inWindow(time: number, start: number, windowMs: number): boolean {
+  return time >= start && time < start + windowMs;
 }
 
 /** Moves a run's lines into `out` as one piece; always `null` (the run is done). */
