@@ -10,6 +10,7 @@ import { Router } from '../lib/route.js';
 import { window } from '../lib/stages/window.js';
 import { s3Sink, type Receipt } from '../lib/index.js';
 import { ManualClock } from './helpers/clock.js';
+import { runCli } from './helpers/cli.js';
 import { prng } from './helpers/data.js';
 import { useLocalS3 } from './helpers/s3.js';
 import { eventually } from './helpers/wait.js';
@@ -324,4 +325,22 @@ test('a time function that throws is said once; its events follow arrival and ar
   t.deepEqual(warnings, ["S3SINK_TIME_FUNCTION: the time option's function threw (no clock here): such events are batched by arrival (stats().untimed counts them)"]);
   t.is(sink.stats().untimed, 3);
   t.deepEqual([...(await objectsByMinute('throws/')).keys()], ['2026-01-02T03:04']);
+});
+
+test('CLI: --time-field batches by each line\'s own time; a bad field is a usage error; not with the kafka command', async (t) => {
+  const input = ['{"at":{"t":"2020-03-04T05:06:07Z"},"n":1}', '{"at":{"t":1583298377},"n":2}', '{"at":{"t":1583298487000},"n":3}', '{"n":4}'].join('\n') + '\n';
+  const { code, stderr } = await runCli(['--bucket', 'bucket', '--prefix', 'cli/', '--endpoint', env.s3.endpoint, '--time-field', 'at.t'], input);
+  t.is(code, 0, stderr);
+  t.regex(stderr, /done: 4 events in 3 objects, .*; 1 without a usable time \(batched by arrival\), 3 late/);
+  const byMinute = await objectsByMinute('cli/');
+  t.deepEqual(byMinute.get('2020-03-04T05:06'), [['{"at":{"t":"2020-03-04T05:06:07Z"},"n":1}', '{"at":{"t":1583298377},"n":2}']]);
+  t.deepEqual(byMinute.get('2020-03-04T05:08'), [['{"at":{"t":1583298487000},"n":3}']]);
+  t.is(byMinute.size, 3, 'and the line without a time in the minute it arrived');
+
+  const bad = await runCli(['--bucket', 'bucket', '--time-field', 'a b']);
+  t.is(bad.code, 2);
+  t.is(bad.stderr.trim(), 's3-sink: --time-field: got "a b", expected a field name or dotted path, like ts, @timestamp or event.time');
+  const kafka = await runCli(['kafka', '--brokers', 'localhost:9092', '--topic', 't', '--group', 'g', '--bucket', 'bucket', '--time-field', 'ts']);
+  t.is(kafka.code, 2);
+  t.regex(kafka.stderr, /--time-field does not go with the kafka command/);
 });

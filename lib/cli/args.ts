@@ -112,6 +112,8 @@ Objects:
 
 Batching and memory:
   --window D               batch window, aligned to the clock (default: 60s)
+  --time-field FIELD       batch and key each line by its own time in FIELD (or a.b): epoch s or ms,
+                           or ISO 8601 (UTC without an offset); lines without one go by arrival
   --max-object-size N      close an object before its lines pass N, uncompressed (default: 1GiB)
   --part-size N            multipart part size, at least 5MiB (default: 8MiB)
   --queue-size N           parts of one object in flight (default: 4)
@@ -193,6 +195,7 @@ const FLAGS = {
   'content-encoding': { type: 'string' },
   'expected-bucket-owner': { type: 'string' },
   window: { type: 'string' },
+  'time-field': { type: 'string' },
   'max-object-size': { type: 'string' },
   'part-size': { type: 'string' },
   'queue-size': { type: 'string' },
@@ -238,6 +241,7 @@ export const FLAG_OF: Record<string, string> = {
   prefix: '--prefix',
   deadLetterPrefix: '--dead-letter-prefix',
   windowMs: '--window',
+  'time.field': '--time-field',
   maxObjectBytes: '--max-object-size',
   partSize: '--part-size',
   queueSize: '--queue-size',
@@ -344,6 +348,7 @@ const KAFKA_ONLY = ['brokers', 'topic', 'group', 'from-latest', 'idle'] as const
 
 /** `s3-sink kafka`: the run's flags (each record is one event), and the group to join. */
 function kafkaCommand(values: FlagValues, run: RunCommand): KafkaCommand {
+  if (values['time-field'] !== undefined) throw new UsageError("--time-field does not go with the kafka command (a record's time is its Kafka timestamp)");
   if (!values.brokers) throw new UsageError('missing --brokers HOST:PORT[,HOST:PORT] (where the Kafka cluster is)');
   const brokers = values.brokers.split(',').map((b) => b.trim());
   for (const broker of brokers) if (!/^[^\s:]+:\d{1,5}$/.test(broker)) throw new UsageError(`--brokers: ${JSON.stringify(broker)} is not HOST:PORT`);
@@ -395,6 +400,7 @@ function sinkCommand(values: FlagValues & { bucket: string }, input: 'lines' | '
   if (values.prefix !== undefined) sink.prefix = values.prefix;
   if (values['dead-letter-prefix'] !== undefined) sink.deadLetterPrefix = values['dead-letter-prefix'];
   if (values.window !== undefined) sink.windowMs = duration('--window', values.window);
+  if (values['time-field'] !== undefined) sink.time = { field: values['time-field'] };
   if (values['max-object-size'] !== undefined) sink.maxObjectBytes = size('--max-object-size', values['max-object-size']);
   if (values['part-size'] !== undefined) sink.partSize = size('--part-size', values['part-size']);
   if (values['max-buffered'] !== undefined) sink.maxBufferedBytes = size('--max-buffered', values['max-buffered']);

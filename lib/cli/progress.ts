@@ -88,6 +88,8 @@ export class Progress {
     const extra = [
       s.rejected ? `${s.rejected} rejected` : '',
       s.unrouted ? `${s.unrouted} to the dead-letter prefix` : '',
+      s.untimed ? `${s.untimed} without a usable time (batched by arrival)` : '',
+      s.late ? `${s.late} late` : '',
       s.retries ? `${s.retries} retries` : '',
       s.deadLettered ? `${s.deadLetteredEvents} events in ${s.deadLettered} dead letters on disk` : '',
     ]
