@@ -1,5 +1,5 @@
 import test from 'ava';
-import { destination, type Batch, type LinesPiece, type Routed } from '../lib/batch.js';
+import { destination, type LinesPiece, type Routed } from '../lib/batch.js';
 import { SinkContext } from '../lib/context.js';
 import { OptionError } from '../lib/errors.js';
 import { isoTime, timeValue } from '../lib/eventTime.js';
@@ -7,12 +7,12 @@ import { lineBytes } from '../lib/framing.js';
 import { parseKey } from '../lib/key.js';
 import { resolveOptions, type SinkOptions } from '../lib/options.js';
 import { Router } from '../lib/route.js';
-import { window } from '../lib/stages/window.js';
 import { s3Sink, type Receipt } from '../lib/index.js';
 import { ManualClock } from './helpers/clock.js';
 import { runCli } from './helpers/cli.js';
 import { prng } from './helpers/data.js';
 import { useLocalS3 } from './helpers/s3.js';
+import { batchesOf, windowStages } from './helpers/window.js';
 import { eventually } from './helpers/wait.js';
 
 const env = useLocalS3(test, ['bucket']);
@@ -107,18 +107,7 @@ test('the time option: a field, a function, or either with lateMs (default: one 
 
 // ---------------------------------------------------------------- the window stage
 
-function setup(options: Partial<SinkOptions> = {}, at = T0 + 30_000) {
-  const clock = new ManualClock(at);
-  const ctx = new SinkContext({ bucket: 'bucket', clock, s3: { region: 'us-east-1' }, time: { field: 'ts' }, ...options });
-  const stage = window(ctx);
-  const out: LinesPiece[] = [];
-  stage.on('data', (pieces: LinesPiece[]) => out.push(...pieces));
-  const write = (groups: Routed[]) => new Promise<void>((resolve, reject) => stage.write(groups, (err) => (err ? reject(err) : resolve())));
-  cleanup.push(() => ctx.dispose());
-  return { clock, ctx, stage, out, write };
-}
-const cleanup: (() => void)[] = [];
-test.afterEach.always(() => cleanup.splice(0).forEach((f) => f()));
+const setup = windowStages(test, T0 + 30_000, { time: { field: 'ts' } });
 
 const A = destination('bucket', 'a');
 const B = destination('bucket', 'b');
@@ -131,17 +120,9 @@ const timed = (dest: typeof A, ...events: [string, number][]): Routed => ({
   times: events.map(([, time]) => time),
 });
 
-/** Each batch's lines, key time and whether it ended, in order of opening. */
+/** Each batch's prefix, lines, key time and whether it ended, in order of opening. */
 function batches(out: LinesPiece[]) {
-  const seen = new Map<Batch, { prefix: string; lines: string[]; keyTime: number | undefined; ended: boolean }>();
-  for (const piece of out) {
-    const entry = seen.get(piece.batch) ?? { prefix: piece.batch.destination.prefix, lines: [], keyTime: parseKey(piece.batch.key)?.time, ended: false };
-    seen.set(piece.batch, entry);
-    if ('end' in piece) entry.ended = true;
-    else if (entry.ended) throw new Error('lines after the end of their batch');
-    else entry.lines.push(...(piece.lines as string[]));
-  }
-  return [...seen.values()];
+  return batchesOf(out).map(({ batch, lines, ended }) => ({ prefix: batch.destination.prefix, lines, keyTime: parseKey(batch.key)?.time, ended }));
 }
 
 test('lines of one group in different windows go to batches of their own windows, keyed by their first line\'s own time; each closes a lateMs after its window ends', async (t) => {
@@ -211,7 +192,7 @@ test('with event time a batch still rolls over before maxObjectBytes, its next o
 
 test('the time field is read in the same pass as the template\'s fields: no JSON.parse for lines; templates, the dead-letter prefix and untimed counts agree', (t) => {
   const ctx = new SinkContext({ bucket: 'bucket', prefix: 'app/{service}/', input: 'lines', s3: { region: 'us-east-1' }, time: { field: 'meta.ts' } });
-  cleanup.push(() => ctx.dispose());
+  t.teardown(() => ctx.dispose());
   const router = new Router(ctx, { times: true });
   const parse = JSON.parse;
   let parsed = 0;

@@ -1,10 +1,9 @@
 import test from 'ava';
-import { destination, type Batch, type LinesPiece, type Routed } from '../lib/batch.js';
-import { SinkContext } from '../lib/context.js';
+import { destination, type Routed } from '../lib/batch.js';
 import { lineBytes } from '../lib/framing.js';
 import { parseKey } from '../lib/key.js';
-import { window, windowOf } from '../lib/stages/window.js';
-import { ManualClock } from './helpers/clock.js';
+import { windowOf } from '../lib/stages/window.js';
+import { batchesOf, windowStages } from './helpers/window.js';
 
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 0);
@@ -16,40 +15,13 @@ test('windowOf: windows are aligned to multiples of windowMs since the epoch', (
   t.deepEqual(windowOf(T0 + 7_500, 5_000), { start: T0 + 5_000, end: T0 + 10_000 });
 });
 
-function setup(options: { maxObjectBytes?: number; maxLineBytes?: number } = {}) {
-  const clock = new ManualClock(T0 + 30_000);
-  const ctx = new SinkContext({ bucket: 'bucket', clock, s3: { region: 'us-east-1' }, ...options });
-  const stage = window(ctx);
-  const out: LinesPiece[] = [];
-  stage.on('data', (pieces: LinesPiece[]) => out.push(...pieces));
-  const write = (groups: Routed[]) => new Promise<void>((resolve, reject) => stage.write(groups, (err) => (err ? reject(err) : resolve())));
-  t_cleanup.push(() => ctx.dispose());
-  return { clock, ctx, stage, out, write };
-}
-const t_cleanup: (() => void)[] = [];
-test.afterEach.always(() => t_cleanup.splice(0).forEach((f) => f()));
+const setup = windowStages(test, T0 + 30_000);
 
 const A = destination('bucket', 'a');
 const B = destination('bucket', 'b');
 const group = (dest: typeof A, ...lines: string[]): Routed => ({ destination: dest, lines, bytes: lines.reduce((n, l) => n + lineBytes(l), 0), acks: null });
 
-/** The lines each batch received, and whether it ended, in order of opening. */
-function batches(out: LinesPiece[]) {
-  const seen = new Map<Batch, { batch: Batch; lines: string[]; ended: boolean }>();
-  for (const piece of out) {
-    const entry = seen.get(piece.batch) ?? { batch: piece.batch, lines: [], ended: false };
-    seen.set(piece.batch, entry);
-    if ('end' in piece) entry.ended = true;
-    else {
-      t_assertNotEnded(entry.ended);
-      entry.lines.push(...(piece.lines as string[]));
-    }
-  }
-  return [...seen.values()];
-}
-function t_assertNotEnded(ended: boolean) {
-  if (ended) throw new Error('lines after the end of their batch');
-}
+const batches = batchesOf;
 
 test('one batch per destination per window; the timer ends them with no input; keys carry the first arrival', async (t) => {
   const { clock, out, write } = setup();
