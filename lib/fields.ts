@@ -26,8 +26,9 @@ export interface FieldReader {
   fromObject(event: unknown): Fields;
 }
 
-export function fieldReader(paths: readonly (readonly string[])[]): FieldReader {
-  const scanner = JsonFields.supports(paths) ? new JsonFields(paths) : null;
+/** `first`: bytes are read only up to the first value of the (one) path (see `JsonFields`); strings and objects are read whole. */
+export function fieldReader(paths: readonly (readonly string[])[], { first = false }: { first?: boolean } = {}): FieldReader {
+  const scanner = JsonFields.supports(paths) ? new JsonFields(paths, { first }) : null;
   const fromObject = (event: unknown): Fields => {
     if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_AN_OBJECT;
     return paths.map((path) => lookup(event, path));

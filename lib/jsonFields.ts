@@ -46,18 +46,27 @@ const ARRAY = 2;
  * A reader for field paths such as `[['service'], ['kubernetes', 'namespace']]`.
  * Paths that could read an array's own property (`0`, `length`) are refused:
  * use `JSON.parse` for those.
+ *
+ * With `first` (one path only) it stops once it has read the path's value:
+ * what comes after is neither read nor checked, so the first of repeated
+ * keys counts, and a text broken only after it gives its value (for a field
+ * that only orders events, such as their time, and never decides where a
+ * line goes).
  */
 export class JsonFields {
   readonly paths: readonly (readonly string[])[];
   readonly #root: Node;
+  readonly #first: boolean;
 
   static supports(paths: readonly (readonly string[])[]): boolean {
     return paths.every((path) => path.length > 0 && path.every((name) => !/^(\d+|length)$/.test(name)));
   }
 
-  constructor(paths: readonly (readonly string[])[]) {
+  constructor(paths: readonly (readonly string[])[], { first = false }: { first?: boolean } = {}) {
     if (!JsonFields.supports(paths)) throw new Error('JsonFields: a path is empty or names an array index or length');
+    if (first && paths.length !== 1) throw new Error('JsonFields: first reads one path');
     this.paths = paths;
+    this.#first = first;
     this.#root = { names: [], kids: [], field: -1, fields: [] };
     paths.forEach((path, index) => {
       let node = this.#root;
@@ -151,6 +160,7 @@ export class JsonFields {
       } else {
         return NOT_JSON;
       }
+      if (leaf !== -1 && this.#first) return values;
       // After a value: a separator, the end of containers, or the end of the text.
       for (;;) {
         i = skipSpace(b, i, n);

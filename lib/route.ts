@@ -43,7 +43,11 @@ export class Router {
   /** bucket → prefix as given → destination (or why that prefix cannot be one). */
   readonly #destinations = new Map<string, Map<string, Destination | { problem: string }>>();
   readonly #buckets = new Map<string, string | null>();
-  /** With a time field: the template's fields (if any) and then the time field, read in one pass. */
+  /**
+   * With a time field: the template's fields (if any) and then the time
+   * field, read in one pass; the time field alone, up to its first value
+   * (nothing is routed by it, so the rest of the line need not be checked).
+   */
   readonly #fields: FieldReader | null = null;
   readonly #timeOf: TimeOf | null = null;
 
@@ -51,7 +55,7 @@ export class Router {
     this.#ctx = ctx;
     const { bucket, prefix, prefixTemplate, time } = ctx.options;
     this.#default = bucket !== undefined && !prefixTemplate ? destination(bucket, prefix) : null;
-    if (times && time?.field) this.#fields = fieldReader([...(prefixTemplate?.fields ?? []), time.field]);
+    if (times && time?.field) this.#fields = fieldReader([...(prefixTemplate?.fields ?? []), time.field], { first: !prefixTemplate });
     if (times && time?.get) this.#timeOf = time.get;
   }
 

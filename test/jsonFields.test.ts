@@ -5,6 +5,8 @@ import { prng } from './helpers/data.js';
 
 const PATHS = [['service'], ['k8s', 'ns'], ['a', 'b', 'c'], ['__proto__'], ['k8s']];
 const reader = new JsonFields(PATHS);
+/** The first value of `service` only. */
+const first = new JsonFields([['service']], { first: true });
 
 /** What `read` must give: the answer of JSON.parse, looked up by hand. */
 function expected(bytes: Buffer): readonly FieldValue[] | null {
@@ -116,6 +118,10 @@ test('the expected answers above are not all the same (the comparison can fail)'
   t.deepEqual([...kinds].sort(), ['not an object', 'not json', 'object']);
   t.deepEqual(reader.read(Buffer.from('{"service":"first","service":"last"}')), ['last', undefined, undefined, undefined, undefined]);
   t.deepEqual(reader.read(Buffer.from('{"a":{"b":{"c":1}},"a":{"b":{"d":2}}}')), [undefined, undefined, undefined, undefined, undefined]);
+  t.deepEqual(first.read(Buffer.from('{"service":"first","service":"last"}')), ['first']);
+  t.deepEqual(first.read(Buffer.from('{"k8s":{"service":"nested"},"service":"api","broken')), ['api']);
+  t.is(first.read(Buffer.from('{"k8s":{"service":"nested"},broken')), NOT_JSON);
+  t.is(first.read(Buffer.from('["service"]')), NOT_AN_OBJECT);
   // A field that is also the way to another: both are read.
   t.deepEqual(reader.read(Buffer.from('{"k8s":{"ns":"prod"}}')), [undefined, 'prod', undefined, undefined, AN_OBJECT]);
 });
@@ -141,6 +147,7 @@ test('agrees with JSON.parse on 30 000 generated and mutated texts', (t) => {
   const noise = ['{', '}', '[', ']', '"', ':', ',', '\\', ' ', '0', '-', '.', 'e', 'x', 'u', '\t', '\u0001', 'tru', 'null'];
   let valid = 0;
   let disagreements = 0;
+  let firstDisagreements = 0;
   for (let i = 0; i < 30_000; i++) {
     let text = random() < 0.8 ? `{${space()}"service":${value(1)},"k8s":${value(1)},"a":${value(1)}}` : value(0);
     const edits = random() < 0.5 ? 0 : 1 + Math.floor(random() * 3);
@@ -157,8 +164,18 @@ test('agrees with JSON.parse on 30 000 generated and mutated texts', (t) => {
       disagreements += 1;
       if (disagreements <= 5) t.log(JSON.stringify(text), reader.read(bytes), expected(bytes));
     }
+    // Reading up to the first value: what a whole read gives when the key is not repeated; and a text it finds broken is broken.
+    const whole = reader.read(bytes);
+    const once = (text.match(/"serv(ice|\\u0069ce)"/g) ?? []).length <= 1;
+    const got = first.read(bytes);
+    const same = got === whole || (got !== NOT_JSON && got !== NOT_AN_OBJECT && whole !== NOT_JSON && whole !== NOT_AN_OBJECT && Object.is(got[0], whole[0]));
+    if ((once && whole !== NOT_JSON && !same) || (got === NOT_JSON && whole !== NOT_JSON)) {
+      firstDisagreements += 1;
+      if (firstDisagreements <= 5) t.log('first:', JSON.stringify(text), got, whole);
+    }
   }
   t.is(disagreements, 0);
+  t.is(firstDisagreements, 0);
   // Both kinds were well represented.
   t.true(valid > 10_000 && valid < 25_000, `${valid} valid`);
 });
