@@ -3,6 +3,7 @@ import { destination, type Destination } from '../lib/batch.js';
 import { lineBytes } from '../lib/framing.js';
 import { decodeCuts, encodeCuts, PartitionBatcher, piecesOf, shareLines, type LogBatch } from '../lib/kafka/batcher.js';
 import { Frontier } from '../lib/kafka/frontier.js';
+import { consumeKafka } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
 import type { RoutedEvent } from '../lib/route.js';
 
@@ -184,4 +185,12 @@ test('a share copies its lines into blocks (1 KiB, doubling): a line longer than
     pieces.map((p) => ('end' in p ? 'end' : [p.data.length, p.events])),
     [[101, 1], [300 * 1024 + 1, 1], [2001, 1], 'end'],
   );
+});
+
+test('consumeKafka checks its options at once: brokers, topics, groupId, and no time option (batches follow the log)', (t) => {
+  const base = { brokers: ['127.0.0.1:1'], topics: ['t'], groupId: 'g', sink: { bucket: 'bucket', s3: { region: 'us-east-1' } } };
+  t.throws(() => consumeKafka({ ...base, brokers: ['kafka'] }), { code: 'ERR_S3SINK_OPTION', message: /option brokers: got "kafka", expected host:port/ });
+  t.throws(() => consumeKafka({ ...base, topics: [] }), { code: 'ERR_S3SINK_OPTION', message: /option topics/ });
+  t.throws(() => consumeKafka({ ...base, groupId: '' }), { code: 'ERR_S3SINK_OPTION', message: /option groupId/ });
+  t.throws(() => consumeKafka({ ...base, sink: { ...base.sink, time: { field: 'ts' } } }), { code: 'ERR_S3SINK_OPTION', message: /option sink\.time: .*expected nothing: a Kafka record's time is its timestamp/ });
 });

@@ -580,6 +580,7 @@ function validate(o: KafkaSinkOptions): Omit<Resolved, 'maxBatchBytes'> {
   if (o.maxBatchBytes !== undefined) int('maxBatchBytes', o.maxBatchBytes, 0, 1);
   if (o.fromBeginning !== undefined && typeof o.fromBeginning !== 'boolean') throw new OptionError('fromBeginning', o.fromBeginning, 'a boolean');
   if (o.sink?.input === 'lines') throw new OptionError('sink.input', o.sink.input, 'nothing: each Kafka record is one event');
+  if (o.sink?.time !== undefined) throw new OptionError('sink.time', o.sink.time, "nothing: a Kafka record's time is its timestamp (batches follow the log)");
   return {
     brokers,
     topics,
