@@ -130,6 +130,18 @@ test('records already seen are reported as such (a fetch that re-delivers them)'
   t.is(batcher.next, 8);
 });
 
+test('skip passes over the records of a batch on its way: they are seen, and the next record opens a batch', (t) => {
+  const batcher = new PartitionBatcher(OPTIONS, [4]);
+  for (const offset of [3, 4]) batcher.take({ offset, timestamp: T0 }, routed(A, `line ${offset}`));
+  t.deepEqual(ranges([batcher.closeBefore({ offset: 5, timestamp: T0 }, null) as LogBatch]), [[3, 4]]);
+  batcher.skip(9);
+  t.true(batcher.seen({ offset: 9, timestamp: T0 }));
+  t.false(batcher.seen({ offset: 10, timestamp: T0 }));
+  batcher.take({ offset: 10, timestamp: T0 }, routed(A, 'line 10'));
+  t.is(batcher.open?.first, 10);
+  t.throws(() => batcher.skip(20), { message: /with a batch open at 10/ });
+});
+
 test('piecesOf: each share becomes its lines and its end', (t) => {
   const { closed } = run([
     { offset: 0, timestamp: T0, to: A },

@@ -147,6 +147,16 @@ export class PartitionBatcher {
     return share.batch;
   }
 
+  /**
+   * Passes over the records up to `last`: a batch of them (from the next
+   * record on) is closed already, on its way by an earlier reading of the
+   * partition. Only between batches (none open).
+   */
+  skip(last: number): void {
+    if (this.#open !== null) throw new Error(`skip(${last}) with a batch open at ${this.#open.first}`);
+    this.#next = Math.max(this.#next, last + 1);
+  }
+
   /** Closes the open batch now (a cut, to be recorded by the caller); `null` when none is open. */
   cut(): LogBatch | null {
     const open = this.#open;

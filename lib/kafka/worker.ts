@@ -97,6 +97,13 @@ class PartitionState {
   }
 }
 
+/** A log batch whose objects are in the chain, not all delivered yet. */
+interface Chained {
+  readonly batch: LogBatch;
+  /** Keys of its objects still in the chain. */
+  readonly keys: Set<string>;
+}
+
 const DEFAULT_IDLE_MS = 10_000;
 
 /**
@@ -137,7 +144,16 @@ export class KafkaWorker extends EventEmitter {
    * A batch read twice while its object is still in the chain never enters it
    * again: one key, one upload, one segment.
    */
-  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean }>();
+  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean; partition: string; first: number }>();
+  /**
+   * The same batches by partition (`topic\0partition`) and first offset. A
+   * partition read again (after a rebalance or a reset) while some of its
+   * batches are still here passes over their records instead of batching
+   * them again: a batch read again could end elsewhere (a cut while it waits
+   * for the budget, or at close()), and then its neighbours would overlap
+   * the objects on their way.
+   */
+  readonly #chained = new Map<string, Map<number, Chained>>();
   #generation = 0;
   #commits: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
@@ -243,6 +259,20 @@ export class KafkaWorker extends EventEmitter {
   /** One record into its partition's batch, within the memory budget; `false` when the partition was superseded while it waited. */
   async #take(state: PartitionState, record: LogRecord, message: KafkaMessage, heartbeat: () => Promise<void>): Promise<boolean> {
     const { ledger, counters } = this.#ctx;
+    const chained = this.#chained.get(state.id)?.get(record.offset);
+    if (chained !== undefined) {
+      // The first record of a batch on its way (this partition is read again): its records are passed over.
+      const closed = state.batcher.closeBefore(record, null);
+      if (closed !== null) {
+        this.#stats.batches += 1;
+        this.#handOff(state, closed, false);
+      }
+      if (state.batcher.open === null) {
+        this.#stats.records += 1;
+        this.#passOver(state, chained);
+        return true;
+      }
+    }
     this.#stats.records += 1;
     counters.eventsIn += 1;
     state.lastRecordAt = Date.now();
@@ -275,6 +305,19 @@ export class KafkaWorker extends EventEmitter {
       await heartbeat();
       if (this.#stopping || state.dead) return false;
     }
+  }
+
+  /** A batch on its way, met again at its first record: its records are skipped, and the partition's commits wait for its objects as for its own. */
+  #passOver(state: PartitionState, chained: Chained): void {
+    const pending: Pending = { batch: chained.batch, waiting: new Set() };
+    for (const key of chained.keys) {
+      const inChain = this.#inflight.get(key);
+      if (inChain === undefined || inChain.safe) continue;
+      pending.waiting.add(key);
+      inChain.waiting.add(pending);
+    }
+    state.frontier.add(pending);
+    state.batcher.skip(chained.batch.last);
   }
 
   /** Cuts the open batch holding the most of the budget (a recorded cut); `false` when no batch is open. */
@@ -336,7 +379,12 @@ export class KafkaWorker extends EventEmitter {
           ledger.settle(share.batch);
           continue;
         }
-        this.#inflight.set(key, { waiting: new Set([pending]), safe: false });
+        this.#inflight.set(key, { waiting: new Set([pending]), safe: false, partition: state.id, first: batch.first });
+        let byFirst = this.#chained.get(state.id);
+        if (byFirst === undefined) this.#chained.set(state.id, (byFirst = new Map()));
+        let chained = byFirst.get(batch.first);
+        if (chained === undefined) byFirst.set(batch.first, (chained = { batch, keys: new Set() }));
+        chained.keys.add(key);
         pieces.push(...piecesOf({ ...batch, shares: new Map([[key, share]]) }));
       }
       if (pieces.length === 0) {
@@ -352,7 +400,16 @@ export class KafkaWorker extends EventEmitter {
   #safe(key: string, left: boolean): void {
     const inChain = this.#inflight.get(key);
     if (!inChain) return;
-    if (left) this.#inflight.delete(key);
+    if (left) {
+      this.#inflight.delete(key);
+      const byFirst = this.#chained.get(inChain.partition);
+      const chained = byFirst?.get(inChain.first);
+      if (byFirst !== undefined && chained !== undefined) {
+        chained.keys.delete(key);
+        if (chained.keys.size === 0) byFirst.delete(inChain.first);
+        if (byFirst.size === 0) this.#chained.delete(inChain.partition);
+      }
+    }
     if (!inChain.safe) {
       inChain.safe = true;
       for (const pending of inChain.waiting) pending.waiting.delete(key);
@@ -438,7 +495,10 @@ export class KafkaWorker extends EventEmitter {
       const offset = Number(found?.offset ?? -1);
       const metadata = found?.metadata ?? '';
       const { windowMs, maxObjectBytes } = this.#ctx.options;
-      const batcher = new PartitionBatcher({ groupId: this.#o.groupId, topic, partition, windowMs, maxObjectBytes, maxBatchBytes: this.#o.maxBatchBytes, sealed: this.#durable }, offset >= 0 ? decodeCuts(metadata) : []);
+      const cuts = offset >= 0 ? decodeCuts(metadata) : [];
+      // Batches still on their way from an earlier reading: the batch before each of them ends where it did then.
+      for (const first of this.#chained.get(id)?.keys() ?? []) if (first > offset && first > 0) cuts.push(first - 1);
+      const batcher = new PartitionBatcher({ groupId: this.#o.groupId, topic, partition, windowMs, maxObjectBytes, maxBatchBytes: this.#o.maxBatchBytes, sealed: this.#durable }, cuts);
       const state = new PartitionState(topic, partition, batcher, { offset, metadata: offset >= 0 ? metadata : '' });
       if (generation !== this.#generation) state.dead = true;
       else this.#states.set(id, state);

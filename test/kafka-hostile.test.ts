@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import test from 'ava';
+import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
+import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
+import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
+import { startProxy, type Proxy } from './helpers/proxy.js';
+import { startS3, type TestS3 } from './helpers/s3.js';
+import { eventually } from './helpers/wait.js';
+
+// Hostile tests of the Kafka workers: real broker, real s3rver, the fault
+// proxy. Each asserts the first rule: every record in S3 exactly once.
+
+const MINUTE = 60_000;
+const T0 = Date.UTC(2026, 0, 2, 3, 0, 0);
+
+const skip = kafkaSkipReason();
+if (skip !== null) console.log(skip);
+const serial = skip === null ? test.serial : test.serial.skip;
+
+const env = {} as { kafka: TestKafka; s3: TestS3; admin: Admin; producer: Producer; client: Kafka };
+if (skip === null) {
+  test.before(async () => {
+    [env.kafka, env.s3] = await Promise.all([startKafka(), startS3()]);
+    env.client = new Kafka({ brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
+    env.admin = env.client.admin();
+    env.producer = env.client.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+    await Promise.all([env.admin.connect(), env.producer.connect()]);
+  });
+  test.after.always(async () => {
+    await env.producer?.disconnect().catch(() => {});
+    await env.admin?.disconnect().catch(() => {});
+    await env.kafka?.stop();
+    await env.s3?.close();
+  });
+}
+
+const s3Options = (endpoint = env.s3.endpoint) => ({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+
+/**
+ * Produces records `{ n, p, pad }` for n in [from, to), to partition n % partitions,
+ * with the timestamp `time(n)` and `padBytes` of incompressible padding.
+ */
+async function produce(topic: string, partitions: number, from: number, to: number, time: (n: number) => number = () => Date.now(), padBytes = 0): Promise<void> {
+  for (let start = from; start < to; start += 1000) {
+    const byPartition = new Map<number, { timestamp: string; value: string }[]>();
+    for (let n = start; n < Math.min(to, start + 1000); n++) {
+      const p = n % partitions;
+      const value = JSON.stringify({ n, p, pad: padBytes > 0 ? randomBytes(Math.ceil((padBytes * 3) / 4)).toString('base64').slice(0, padBytes) : undefined });
+      byPartition.set(p, [...(byPartition.get(p) ?? []), { timestamp: String(time(n)), value }]);
+    }
+    await env.producer.sendBatch({ acks: -1, topicMessages: [...byPartition].map(([partition, messages]) => ({ topic, messages: messages.map((m) => ({ ...m, partition })) })) });
+  }
+}
+
+/** Committed offsets of the group equal the end of every partition. */
+async function lagIsZero(groupId: string, topic: string): Promise<boolean> {
+  let ends, committed;
+  try {
+    [ends, committed] = await Promise.all([env.admin.fetchTopicOffsets(topic), env.admin.fetchOffsets({ groupId, topics: [topic] })]);
+  } catch (err) {
+    if ((err as { retriable?: boolean }).retriable) return false;
+    throw err;
+  }
+  const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  return ends.every((end) => byPartition.get(end.partition) === Number(end.high));
+}
+
+/** Each `n` in S3 under `prefix`: how many times, and in which keys. */
+async function census(prefix: string): Promise<{ seen: Map<number, number>; keys: string[]; outOfOrder: string[] }> {
+  const seen = new Map<number, number>();
+  const outOfOrder: string[] = [];
+  const keys = await env.s3.keys('bucket', prefix);
+  for (const key of keys) {
+    const last = new Map<number, number>();
+    for (const line of await env.s3.lines('bucket', key)) {
+      const { n, p } = JSON.parse(line) as { n: number; p: number };
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+      if ((last.get(p) ?? -1) >= n) outOfOrder.push(`${key}: ${n} after ${last.get(p)}`);
+      last.set(p, n);
+    }
+  }
+  return { seen, keys, outOfOrder };
+}
+
+/** Every record `n` in [0, count) in S3 under `prefix` exactly once, each object in offset order. */
+async function assertExactlyOnce(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, prefix: string, count: number): Promise<string[]> {
+  const { seen, keys, outOfOrder } = await census(prefix);
+  const missing = [];
+  const twice = [];
+  for (let n = 0; n < count; n++) {
+    const times = seen.get(n) ?? 0;
+    if (times === 0) missing.push(n);
+    if (times > 1) twice.push(n);
+  }
+  const extra = [...seen.keys()].filter((n) => n < 0 || n >= count);
+  t.deepEqual(
+    { missing: missing.slice(0, 10), twice: twice.slice(0, 10), extra: extra.slice(0, 10), outOfOrder: outOfOrder.slice(0, 3) },
+    { missing: [], twice: [], extra: [], outOfOrder: [] },
+    `${missing.length} records missing, ${twice.length} written more than once, in ${keys.length} objects`,
+  );
+  return keys;
+}
+
+/** A proxy in front of s3rver whose writes answer 503 SlowDown while `blocked` (a brownout that the retries ride out). */
+async function blockableS3(): Promise<{ proxy: Proxy; block(on: boolean): void }> {
+  let blocked = false;
+  const proxy = await startProxy(env.s3.port, { fault: (operation) => (blocked && operation !== 'Other' ? { kind: 'status', status: 503, code: 'SlowDown' } : { kind: 'pass' }) });
+  return { proxy, block: (on) => (blocked = on) };
+}
+
+/** A plain consumer of the group that joins (a rebalance), reads nothing it commits, and leaves (another one). */
+async function rebalanceOnce(groupId: string, topic: string): Promise<void> {
+  const consumer: Consumer = env.client.consumer({ groupId, sessionTimeout: 6000, heartbeatInterval: 500 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async () => {} });
+  await joined;
+  await consumer.disconnect();
+}
+
+serial('a partition read again after a rebalance while its batches are on their way, its new batch cut while it waits for the budget: every record once', async (t) => {
+  const topic = 'reread';
+  await env.kafka.createTopic(topic, 1);
+  const { proxy, block } = await blockableS3();
+  t.teardown(() => proxy.close());
+  // 900 records of ~1 KiB in one minute that ended long ago: batches of 128 KiB by size, 0.9 MiB in all (the budget: 1 MiB).
+  await produce(topic, 1, 0, 900, () => T0, 1000);
+  block(true);
+  const worker = consumeKafka({
+    brokers: env.kafka.brokers,
+    topics: [topic],
+    groupId: 'g-reread',
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: 128 * 1024,
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: 1024 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 1000 }, s3: s3Options(proxy.endpoint) },
+  });
+  t.teardown(() => worker.close().catch(() => {}));
+  // Every record read and in the chain (the last batch cut when idle), none delivered: S3 answers 503.
+  await eventually(() => worker.stats().records === 900 && worker.stats().cuts === 1, 'all 900 read, the last batch cut', 30_000);
+  // A rebalance: the partition starts again at offset 0 while all its batches are still on their way.
+  await rebalanceOnce('g-reread', topic);
+  // More records: the budget fills while they are read, and the batch they are in is cut when idle.
+  await produce(topic, 1, 900, 1200, () => T0, 1000);
+  await eventually(() => worker.stats().cuts >= 2, 'a batch of the second reading cut', 30_000);
+  block(false);
+  await eventually(() => lagIsZero('g-reread', topic), 'every offset committed', 60_000);
+  await worker.close();
+  t.true(worker.stats().peakBufferedBytes <= 1024 * 1024);
+  await assertExactlyOnce(t, `${topic}/`, 1200);
+});
