@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
 import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
+import { parseKey } from '../lib/key.js';
 import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
 import { startProxy, type Proxy } from './helpers/proxy.js';
 import { startS3, type TestS3 } from './helpers/s3.js';
@@ -149,4 +150,31 @@ serial('a partition read again after a rebalance while its batches are on their 
   await worker.close();
   t.true(worker.stats().peakBufferedBytes <= 1024 * 1024);
   await assertExactlyOnce(t, `${topic}/`, 1200);
+});
+
+serial('a record stamped 50 minutes ahead (Kafka 4 takes up to an hour), then records of now: the partition does not stall behind it, every record once', async (t) => {
+  const topic = 'future';
+  await env.kafka.createTopic(topic, 1);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-future', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  const ahead = Date.now() + 50 * MINUTE; // a producer whose clock is 50 minutes ahead
+  await produce(topic, 1, 0, 10, () => T0);
+  await produce(topic, 1, 10, 11, () => ahead);
+  // Then records of now, one every 100 ms for 4 s: each is late for the window of the one ahead.
+  const start = Date.now();
+  const producedAt: number[] = [];
+  let n = 11;
+  for (; Date.now() - start < 4000; n++) {
+    await produce(topic, 1, n, n + 1);
+    producedAt[n] = Date.now() - start;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await eventually(() => lagIsZero('g-future', topic), 'every offset committed', 15_000);
+  await worker.close();
+  const keys = await assertExactlyOnce(t, `${topic}/`, n);
+  // The batch ahead was cut while records kept coming (a window and idleMs after it opened): later records went to objects of their own windows.
+  const aheadKeys = keys.filter((key) => (parseKey(key)?.time ?? 0) >= ahead - 1000);
+  t.is(aheadKeys.length, 1, keys.join('\n'));
+  const inAhead = (await env.s3.lines('bucket', aheadKeys[0] as string)).map((line) => (JSON.parse(line) as { n: number }).n);
+  t.deepEqual(inAhead.filter((m) => (producedAt[m] ?? 0) > 3000), [], `records produced 3 s after the one ahead are not in its batch (${inAhead.length} are)`);
 });

@@ -32,7 +32,9 @@ export interface KafkaSinkOptions {
   /**
    * A partition whose batch's window has ended on the wall clock and that has
    * had no record for this long has its batch cut (a recorded cut), so that
-   * the last records of a quiet partition reach S3. Default 10 000 ms.
+   * the last records of a quiet partition reach S3; so has a batch open for
+   * longer than `windowMs` and this (a record stamped ahead of the clock).
+   * Default 10 000 ms.
    */
   idleMs?: number;
   /** A log batch closes before it would hold more line bytes than this. Default: `maxBufferedBytes / 2`. Keep it the same across a group and its restarts. */
@@ -78,6 +80,8 @@ class PartitionState {
   handoffs: Promise<void> = Promise.resolve();
   committed: Committed;
   lastRecordAt = 0;
+  /** When (wall clock) its open batch opened. */
+  openSince = 0;
   /** Superseded (a rebalance, a failed commit): nothing more of it goes into the chain or is committed. */
   dead = false;
 
@@ -292,6 +296,7 @@ export class KafkaWorker extends EventEmitter {
       }
       const decision = need === 0 ? 'admit' : decide(ledger.held, ledger.max, need, ledger.draining);
       if (decision === 'admit') {
+        if (state.batcher.open === null) state.openSince = Date.now();
         const batch = state.batcher.take(record, routed);
         if (batch !== null && routed !== null) {
           ledger.charge(batch, need);
@@ -332,11 +337,21 @@ export class KafkaWorker extends EventEmitter {
     return true;
   }
 
+  /**
+   * Cuts the batches of quiet partitions (their window has ended on the wall
+   * clock, and no record came for idleMs), and batches open for longer than a
+   * window and idleMs: a record stamped ahead of the clock (Kafka takes up to
+   * an hour by default) opens a window that the wall clock does not end soon,
+   * and every record after it is late for that window and stays in it.
+   */
   #cutIdle(): void {
     const now = Date.now();
+    const { idleMs } = this.#o;
+    const { windowMs } = this.#ctx.options;
     for (const state of this.#liveStates()) {
       const open = state.batcher.open;
-      if (open !== null && now >= open.window.end && now - state.lastRecordAt >= this.#o.idleMs) this.#cut(state);
+      if (open === null) continue;
+      if ((now >= open.window.end && now - state.lastRecordAt >= idleMs) || now - state.openSince >= windowMs + idleMs) this.#cut(state);
     }
   }
 
