@@ -1,4 +1,7 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
 import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
@@ -11,6 +14,7 @@ import { eventually } from './helpers/wait.js';
 // Hostile tests of the Kafka workers: real broker, real s3rver, the fault
 // proxy. Each asserts the first rule: every record in S3 exactly once.
 
+const CHILD = fileURLToPath(new URL('./fixtures/kafka-worker.ts', import.meta.url));
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 0, 2, 3, 0, 0);
 
@@ -102,6 +106,33 @@ async function assertExactlyOnce(t: { deepEqual(a: unknown, b: unknown, m?: stri
   return keys;
 }
 
+interface Child {
+  process: ChildProcess;
+  objects: string[];
+  recovered: unknown;
+  closed: unknown;
+  exited: Promise<number | null>;
+  stderr: string[];
+}
+
+/** A worker in a process of its own (test/fixtures/kafka-worker.ts): killed with SIGKILL, stopped with SIGSTOP, or SIGTERM (close(), exit 0). */
+function startWorker(settings: Record<string, unknown>): Child {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ brokers: env.kafka.brokers, endpoint: env.s3.endpoint, windowMs: 2000, idleMs: 300, ...settings })], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  });
+  const worker: Child = { process: child, objects: [], recovered: null, closed: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  child.on('error', () => {});
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const message = JSON.parse(line) as { object?: string; recovered?: unknown; closed?: unknown };
+    if (message.object) worker.objects.push(message.object);
+    if (message.recovered) worker.recovered = message.recovered;
+    if (message.closed) worker.closed = message.closed;
+  });
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => worker.stderr.push(line));
+  return worker;
+}
+
 /** A proxy in front of s3rver whose writes answer 503 SlowDown while `blocked` (a brownout that the retries ride out). */
 async function blockableS3(): Promise<{ proxy: Proxy; block(on: boolean): void }> {
   let blocked = false;
@@ -177,4 +208,79 @@ serial('a record stamped 50 minutes ahead (Kafka 4 takes up to an hour), then re
   t.is(aheadKeys.length, 1, keys.join('\n'));
   const inAhead = (await env.s3.lines('bucket', aheadKeys[0] as string)).map((line) => (JSON.parse(line) as { n: number }).n);
   t.deepEqual(inAhead.filter((m) => (producedAt[m] ?? 0) > 3000), [], `records produced 3 s after the one ahead are not in its batch (${inAhead.length} are)`);
+});
+
+
+serial('a worker stopped (SIGSTOP) past its session while another takes its partitions, then continued: every record once', async (t) => {
+  const topic = 'zombie';
+  await env.kafka.createTopic(topic, 4);
+  const settings = { topic, groupId: 'g-zombie', prefix: topic };
+  const a = startWorker(settings);
+  t.teardown(() => a.process.kill('SIGKILL'));
+  await produce(topic, 4, 0, 4000);
+  await eventually(() => a.objects.length > 0, 'a wrote an object', 30_000);
+  const b = startWorker(settings);
+  t.teardown(() => b.process.kill('SIGKILL'));
+  // Records until B (which joined: a rebalance) has written some of its share.
+  let n = 4000;
+  for (; b.objects.length === 0; n += 200) {
+    if (n > 40_000) t.fail('b wrote nothing');
+    await produce(topic, 4, n, n + 200);
+    await eventually(() => lagIsZero('g-zombie', topic), 'the records read', 30_000);
+  }
+  // A stops with its batches open and some on their way; its session (6 s) runs out and B gets every partition.
+  await produce(topic, 4, n, n + 1000);
+  a.process.kill('SIGSTOP');
+  const before = b.objects.length;
+  await produce(topic, 4, n + 1000, n + 4000);
+  await eventually(() => lagIsZero('g-zombie', topic), 'b caught up alone', 60_000);
+  t.true(b.objects.length > before);
+  // A comes back: its timers fire, its uploads finish, its commits are refused (a generation gone); it joins again.
+  a.process.kill('SIGCONT');
+  await produce(topic, 4, n + 4000, n + 8000);
+  await eventually(() => lagIsZero('g-zombie', topic), 'the group caught up', 60_000);
+  a.process.kill('SIGTERM');
+  b.process.kill('SIGTERM');
+  t.deepEqual(await Promise.all([a.exited, b.exited]), [0, 0], [...a.stderr, ...b.stderr].join('\n'));
+  await assertExactlyOnce(t, `${topic}/`, n + 8000);
+});
+
+serial('a partition taken over while the old owner still has its batches on their way (its S3 answers 503): the new owner waiting for its budget does not cut them shorter (not idle), every record once', async (t) => {
+  const topic = 'handover';
+  await env.kafka.createTopic(topic, 1);
+  const s3a = await blockableS3();
+  const s3b = await blockableS3();
+  t.teardown(() => s3a.proxy.close());
+  t.teardown(() => s3b.proxy.close());
+  // 1500 records of ~1 KiB in one minute that ended long ago: batches of 128 KiB by size.
+  await produce(topic, 1, 0, 1500, () => T0, 1000);
+  s3a.block(true);
+  s3b.block(true);
+  const options = (clientId: string, budget: number, endpoint: string) => ({
+    brokers: env.kafka.brokers,
+    topics: [topic],
+    groupId: 'g-handover',
+    clientId,
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: 128 * 1024,
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: budget, retry: { attempts: 100, baseMs: 100, capMs: 1000 }, s3: s3Options(endpoint) },
+  });
+  // A (a budget of 2 MiB) reads everything: its batches wait for S3.
+  const a = consumeKafka(options('s3-sink-a', 2 * 1024 * 1024, s3a.proxy.endpoint));
+  t.teardown(() => a.close().catch(() => {}));
+  await eventually(() => a.stats().records === 1500 && a.stats().cuts === 1, 'a read all', 30_000);
+  // B joins and gets the partition (member ids sort by client id). With 1 MiB, its reading stops mid-way to wait for room.
+  const b = consumeKafka(options('aaa-b', 1024 * 1024, s3b.proxy.endpoint));
+  t.teardown(() => b.close().catch(() => {}));
+  await eventually(() => b.stats().bufferedBytes > 900 * 1024, 'b waits for room in its budget', 30_000);
+  // Waiting longer than idleMs (what an idle cut takes): the partition has records, it is not idle.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  s3b.block(false);
+  await eventually(() => lagIsZero('g-handover', topic), 'b delivered and committed everything', 60_000);
+  // Then A's uploads, on their way all along, land: the same keys with the same records.
+  s3a.block(false);
+  await eventually(() => a.stats().eventsOut === 1500, "a's objects delivered", 60_000);
+  await Promise.all([a.close(), b.close()]);
+  await assertExactlyOnce(t, `${topic}/`, 1500);
 });

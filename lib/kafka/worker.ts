@@ -82,6 +82,8 @@ class PartitionState {
   lastRecordAt = 0;
   /** When (wall clock) its open batch opened. */
   openSince = 0;
+  /** A record of it waits for room in the budget: the partition is not idle. */
+  waiting = false;
   /** Superseded (a rebalance, a failed commit): nothing more of it goes into the chain or is committed. */
   dead = false;
 
@@ -306,8 +308,14 @@ export class KafkaWorker extends EventEmitter {
       }
       if (decision === 'close' && this.#cutLargest()) continue;
       // Wait for a release, heartbeating so that the group keeps this member (a rebalance throws here).
-      await Promise.race([ledger.released(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-      await heartbeat();
+      state.waiting = true;
+      try {
+        await Promise.race([ledger.released(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        await heartbeat();
+      } finally {
+        state.waiting = false;
+        state.lastRecordAt = Date.now();
+      }
       if (this.#stopping || state.dead) return false;
     }
   }
@@ -350,7 +358,7 @@ export class KafkaWorker extends EventEmitter {
     const { windowMs } = this.#ctx.options;
     for (const state of this.#liveStates()) {
       const open = state.batcher.open;
-      if (open === null) continue;
+      if (open === null || state.waiting) continue;
       if ((now >= open.window.end && now - state.lastRecordAt >= idleMs) || now - state.openSince >= windowMs + idleMs) this.#cut(state);
     }
   }
