@@ -284,3 +284,40 @@ serial('a partition taken over while the old owner still has its batches on thei
   await Promise.all([a.close(), b.close()]);
   await assertExactlyOnce(t, `${topic}/`, 1500);
 });
+
+serial('a partition taken over while the old owner still has its batches on their way, and the new owner closed while it is behind: close() does not cut a batch mid-way, every record once', async (t) => {
+  const topic = 'handover-close';
+  await env.kafka.createTopic(topic, 1);
+  const s3a = await blockableS3();
+  const s3b = await blockableS3();
+  t.teardown(() => s3a.proxy.close());
+  t.teardown(() => s3b.proxy.close());
+  await produce(topic, 1, 0, 1500, () => T0, 1000);
+  s3a.block(true);
+  s3b.block(true);
+  const options = (clientId: string, budget: number, endpoint: string) => ({
+    brokers: env.kafka.brokers,
+    topics: [topic],
+    groupId: 'g-handover-close',
+    clientId,
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: 128 * 1024,
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: budget, retry: { attempts: 100, baseMs: 100, capMs: 1000 }, s3: s3Options(endpoint) },
+  });
+  const a = consumeKafka(options('s3-sink-a', 2 * 1024 * 1024, s3a.proxy.endpoint));
+  t.teardown(() => a.close().catch(() => {}));
+  await eventually(() => a.stats().records === 1500 && a.stats().cuts === 1, 'a read all', 30_000);
+  const b = consumeKafka(options('aaa-b', 1024 * 1024, s3b.proxy.endpoint));
+  t.teardown(() => b.close().catch(() => {}));
+  await eventually(() => b.stats().bufferedBytes > 900 * 1024, 'b waits for room in its budget', 30_000);
+  // B is stopped while it is behind (a rolling restart), mid-way through a batch A has on its way.
+  const closing = b.close();
+  s3b.block(false);
+  await closing;
+  // A gets the partition back; its uploads land.
+  s3a.block(false);
+  await eventually(() => lagIsZero('g-handover-close', topic), 'a caught up', 60_000);
+  await a.close();
+  await assertExactlyOnce(t, `${topic}/`, 1500);
+});

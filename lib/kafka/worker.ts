@@ -84,6 +84,8 @@ class PartitionState {
   openSince = 0;
   /** A record of it waits for room in the budget: the partition is not idle. */
   waiting = false;
+  /** The end of its log (the high watermark) at its latest fetch. */
+  end = 0;
   /** Superseded (a rebalance, a failed commit): nothing more of it goes into the chain or is committed. */
   dead = false;
 
@@ -215,7 +217,13 @@ export class KafkaWorker extends EventEmitter {
     return { ...this.sink.stats(), ...this.#stats };
   }
 
-  /** Stops reading, cuts and delivers what was read, commits it, and leaves the group. Resolves like `closed`. */
+  /**
+   * Stops reading, delivers (or spools) what was read and commits it, and
+   * leaves the group. An open batch is cut when it reaches the end of the
+   * log; one behind it stays uncommitted for the next reader (it may be, whole,
+   * a batch that the partition's former owner still has on its way). Resolves
+   * like `closed`.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#shutdown().then(
       () => this.#resolveClosed(),
@@ -248,6 +256,7 @@ export class KafkaWorker extends EventEmitter {
     this.#running += 1;
     try {
       const state = await this.#stateFor(batch.topic, batch.partition);
+      state.end = Math.max(state.end, Number(batch.highWatermark));
       for (const message of batch.messages) {
         if (this.#stopping || state.dead || !isRunning() || isStale()) return;
         const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
@@ -566,7 +575,9 @@ export class KafkaWorker extends EventEmitter {
     }
     if (this.#running > 0) await new Promise<void>((resolve) => this.#runningIdle.push(resolve));
     if (this.#failed === null) {
-      for (const state of [...this.#liveStates()]) this.#cut(state);
+      // A batch that reaches the end of the log is cut. One behind it is left to the next reader (its first
+      // offset is committed): it may be a batch that the partition's former owner still has on its way, whole.
+      for (const state of [...this.#liveStates()]) if (state.batcher.open !== null && state.batcher.open.last + 1 >= state.end) this.#cut(state);
       await Promise.all([...this.#liveStates()].map((state) => state.handoffs));
       if (!this.#allSettled()) await new Promise<void>((resolve) => this.#settledWaiters.push(resolve));
       await this.#commit().catch(() => {});
