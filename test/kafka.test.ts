@@ -28,7 +28,8 @@ if (skip === null) {
     [env.kafka, env.s3] = await Promise.all([startKafka(), startS3()]);
     const client = new Kafka({ brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
     env.admin = client.admin();
-    env.producer = client.producer({ allowAutoTopicCreation: false });
+    // Idempotent: a send retried across a broker restart must not put records into the log twice (the test would blame the sink).
+    env.producer = client.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
     await Promise.all([env.admin.connect(), env.producer.connect()]);
   });
   test.after.always(async () => {
