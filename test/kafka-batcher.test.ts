@@ -142,6 +142,16 @@ test('skip passes over the records of a batch on its way: they are seen, and the
   t.throws(() => batcher.skip(20), { message: /with a batch open at 10/ });
 });
 
+test('pass: offsets with nothing to read (control records) count as read, with a batch open or not; never backwards', (t) => {
+  const batcher = new PartitionBatcher(OPTIONS);
+  batcher.take({ offset: 3, timestamp: T0 }, routed(A, 'line 3'));
+  batcher.pass(5);
+  t.is(batcher.next, 6);
+  t.deepEqual([batcher.open?.first, batcher.open?.last], [3, 3]);
+  batcher.pass(4);
+  t.is(batcher.next, 6);
+});
+
 test('piecesOf: each share becomes its lines and its end', (t) => {
   const { closed } = run([
     { offset: 0, timestamp: T0, to: A },

@@ -321,3 +321,26 @@ serial('a partition taken over while the old owner still has its batches on thei
   await a.close();
   await assertExactlyOnce(t, `${topic}/`, 1500);
 });
+
+serial('a topic written in transactions (each commit leaves a control record the consumer never sees): every record once, and the lag reaches 0', async (t) => {
+  const topic = 'transactional';
+  await env.kafka.createTopic(topic, 2);
+  const producer = env.client.producer({ transactionalId: 'hostile-tx', idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-tx', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  for (let from = 0; from < 400; from += 100) {
+    const tx = await producer.transaction();
+    await tx.send({ topic, acks: -1, messages: Array.from({ length: 100 }, (_, i) => ({ partition: (from + i) % 2, timestamp: String(T0), value: JSON.stringify({ n: from + i, p: (from + i) % 2 }) })) });
+    await tx.commit();
+  }
+  // An aborted transaction: its records are never delivered (read_committed), its offsets are passed.
+  const aborted = await producer.transaction();
+  await aborted.send({ topic, acks: -1, messages: [0, 1].map((p) => ({ partition: p, timestamp: String(T0), value: JSON.stringify({ n: -1, p }) })) });
+  await aborted.abort();
+  await eventually(() => worker.stats().eventsOut === 400, 'every record delivered', 30_000);
+  await eventually(() => lagIsZero('g-tx', topic), 'every offset committed (past the control records)', 10_000);
+  await worker.close();
+  await assertExactlyOnce(t, `${topic}/`, 400);
+});

@@ -157,6 +157,16 @@ export class PartitionBatcher {
     this.#next = Math.max(this.#next, last + 1);
   }
 
+  /**
+   * The offsets up to `offset` hold nothing more for this reader (a
+   * transaction's control record, an aborted transaction's records): they
+   * count as read, so that a commit can pass them. Every record up to
+   * `offset` must have been given to take() already.
+   */
+  pass(offset: number): void {
+    this.#next = Math.max(this.#next, offset + 1);
+  }
+
   /** Closes the open batch now (a cut, to be recorded by the caller); `null` when none is open. */
   cut(): LogBatch | null {
     const open = this.#open;

@@ -207,6 +207,10 @@ export class KafkaWorker extends EventEmitter {
     this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
     this.#admin = this.#kafka.admin();
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => this.#rebalanced());
+    // A fetch of only control records or aborted ones never reaches eachBatch: its offsets are passed here.
+    this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.batchSize === 0 && payload.firstOffset !== null) this.#passed(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset), Number(payload.highWatermark));
+    });
     this.#consumer.on(this.#consumer.events.CRASH, (event) => {
       if (!event.payload.restart) this.#fail(new KafkaSinkError(`the Kafka consumer stopped: ${messageOf(event.payload.error)}`, { cause: event.payload.error }));
     });
@@ -266,9 +270,27 @@ export class KafkaWorker extends EventEmitter {
         }
         resolveOffset(message.offset);
       }
+      // Past its last record, the batch may end in offsets that hold nothing to read (a transaction's control record).
+      this.#passed(batch.topic, batch.partition, Number(batch.messages[0]?.offset ?? batch.lastOffset()), Number(batch.lastOffset()), Number(batch.highWatermark));
     } finally {
       if (--this.#running === 0) for (const wake of this.#runningIdle.splice(0)) wake();
     }
+  }
+
+  /**
+   * Offsets `first`..`last` of a partition were fetched and hold nothing more
+   * to take: what this worker read of the partition reaches `last` (when it
+   * had read up to `first`), and a commit with no batch open or on its way
+   * can go past them, to the end of the log.
+   */
+  #passed(topic: string, partition: number, first: number, last: number, highWatermark: number): void {
+    const state = this.#states.get(`${topic}\u0000${partition}`);
+    if (state === undefined || state instanceof Promise || state.dead) return;
+    state.end = Math.max(state.end, highWatermark);
+    const { batcher } = state;
+    if (first > batcher.next || last < batcher.next) return;
+    batcher.pass(last);
+    if (batcher.open === null) this.#commitSoon();
   }
 
   /** One record into its partition's batch, within the memory budget; `false` when the partition was superseded while it waited. */
@@ -577,7 +599,7 @@ export class KafkaWorker extends EventEmitter {
     if (this.#failed === null) {
       // A batch that reaches the end of the log is cut. One behind it is left to the next reader (its first
       // offset is committed): it may be a batch that the partition's former owner still has on its way, whole.
-      for (const state of [...this.#liveStates()]) if (state.batcher.open !== null && state.batcher.open.last + 1 >= state.end) this.#cut(state);
+      for (const state of [...this.#liveStates()]) if (state.batcher.open !== null && state.batcher.next >= state.end) this.#cut(state);
       await Promise.all([...this.#liveStates()].map((state) => state.handoffs));
       if (!this.#allSettled()) await new Promise<void>((resolve) => this.#settledWaiters.push(resolve));
       await this.#commit().catch(() => {});
