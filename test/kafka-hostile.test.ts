@@ -1,11 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
 import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
+import { startCli } from './helpers/cli.js';
 import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
 import { startProxy, type Proxy } from './helpers/proxy.js';
 import { startS3, type TestS3 } from './helpers/s3.js';
@@ -108,6 +112,8 @@ async function assertExactlyOnce(t: { deepEqual(a: unknown, b: unknown, m?: stri
 
 interface Child {
   process: ChildProcess;
+  /** Its signal handlers are set. */
+  started: boolean;
   objects: string[];
   recovered: unknown;
   closed: unknown;
@@ -121,10 +127,11 @@ function startWorker(settings: Record<string, unknown>): Child {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   });
-  const worker: Child = { process: child, objects: [], recovered: null, closed: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  const worker: Child = { process: child, started: false, objects: [], recovered: null, closed: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
   child.on('error', () => {});
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    const message = JSON.parse(line) as { object?: string; recovered?: unknown; closed?: unknown };
+    const message = JSON.parse(line) as { started?: number; object?: string; recovered?: unknown; closed?: unknown };
+    if (message.started) worker.started = true;
     if (message.object) worker.objects.push(message.object);
     if (message.recovered) worker.recovered = message.recovered;
     if (message.closed) worker.closed = message.closed;
@@ -134,9 +141,9 @@ function startWorker(settings: Record<string, unknown>): Child {
 }
 
 /** A proxy in front of s3rver whose writes answer 503 SlowDown while `blocked` (a brownout that the retries ride out). */
-async function blockableS3(): Promise<{ proxy: Proxy; block(on: boolean): void }> {
+async function blockableS3(bytesPerSecond?: number): Promise<{ proxy: Proxy; block(on: boolean): void }> {
   let blocked = false;
-  const proxy = await startProxy(env.s3.port, { fault: (operation) => (blocked && operation !== 'Other' ? { kind: 'status', status: 503, code: 'SlowDown' } : { kind: 'pass' }) });
+  const proxy = await startProxy(env.s3.port, { ...(bytesPerSecond ? { bytesPerSecond } : {}), fault: (operation) => (blocked && operation !== 'Other' ? { kind: 'status', status: 503, code: 'SlowDown' } : { kind: 'pass' }) });
   return { proxy, block: (on) => (blocked = on) };
 }
 
@@ -344,4 +351,117 @@ serial('a topic written in transactions (each commit leaves a control record the
   await eventually(() => lagIsZero('g-tx', topic), 'every offset committed (past the control records)', 10_000);
   await worker.close();
   await assertExactlyOnce(t, `${topic}/`, 400);
+});
+
+/** Committed offsets of the group, by partition (-1: none). */
+async function committed(groupId: string, topic: string): Promise<number[]> {
+  const offsets = await env.admin.fetchOffsets({ groupId, topics: [topic] });
+  return (offsets[0]?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
+}
+
+serial('the CLI without a spool, S3 answering 503 to every write: it stops with exit 1 without committing what failed, SIGTERM during the outage too; a restart delivers every record once', async (t) => {
+  const topic = 'outage';
+  await env.kafka.createTopic(topic, 2);
+  const { proxy, block } = await blockableS3();
+  t.teardown(() => proxy.close());
+  await produce(topic, 2, 0, 1000, () => T0);
+  const args = ['kafka', '--brokers', env.kafka.bootstrap, '--topic', topic, '--group', 'g-outage', '--bucket', 'bucket', '--prefix', `${topic}/`, '--endpoint', proxy.endpoint, '--no-check', '--idle', '300ms', '--window', '2s', '--retry-attempts', '3', '--retry-base', '50ms', '--retry-cap', '100ms'];
+  block(true);
+  // Its uploads give up: nothing to keep them in, so the worker stops.
+  const first = startCli(args);
+  t.teardown(() => first.child.kill('SIGKILL'));
+  t.is((await first.exit).code, 1, first.stderr());
+  t.regex(first.stderr(), /could not be delivered and there is no place to keep it/);
+  t.deepEqual(await committed('g-outage', topic), [0, 0], 'no offset past what failed');
+  // A worker stopped (SIGTERM) during the outage: close() waits for its uploads, which give up; exit 1, nothing committed.
+  const tried = proxy.log.length;
+  const second = startCli(args);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  await eventually(() => proxy.log.length > tried, 'an upload tried', 30_000);
+  second.child.kill('SIGTERM');
+  t.is((await second.exit).code, 1, second.stderr());
+  t.deepEqual(await committed('g-outage', topic), [0, 0]);
+  // S3 back: a restart delivers everything, once.
+  block(false);
+  await produce(topic, 2, 1000, 1200, () => T0);
+  const third = startCli(args);
+  t.teardown(() => third.child.kill('SIGKILL'));
+  await eventually(() => lagIsZero('g-outage', topic), 'every offset committed', 30_000);
+  third.child.kill('SIGTERM');
+  t.is((await third.exit).code, 0, third.stderr());
+  await assertExactlyOnce(t, `${topic}/`, 1200);
+});
+
+serial('with a spool: SIGKILL while the restart delivers what the first run spooled (S3 slow), then a third start: every record once', async (t) => {
+  const topic = 'recovery';
+  await env.kafka.createTopic(topic, 3);
+  const dir = await mkdtemp(join(tmpdir(), 's3sink-kafka-recovery-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { proxy, block } = await blockableS3(64 * 1024);
+  t.teardown(() => proxy.close());
+  const settings = { topic, groupId: 'g-recovery', prefix: topic, spoolDir: dir, endpoint: proxy.endpoint };
+  block(true);
+  // First run: S3 refuses every write; batches are sealed in the spool and committed; then kill -9.
+  const first = startWorker(settings);
+  t.teardown(() => first.process.kill('SIGKILL'));
+  await produce(topic, 3, 0, 6000, (n) => T0 + Math.floor(n / 2000) * MINUTE, 100);
+  await eventually(() => lagIsZero('g-recovery', topic), 'every offset committed (the batches sealed in the spool)', 60_000);
+  first.process.kill('SIGKILL');
+  await first.exited;
+  const spooled = (await readdir(dir)).filter((name) => name.endsWith('.seg')).length;
+  t.true(spooled >= 9, `${spooled} segments`);
+  // Second run: S3 takes writes again, slowly; killed once its recovery has delivered one object.
+  block(false);
+  const second = startWorker(settings);
+  t.teardown(() => second.process.kill('SIGKILL'));
+  await eventually(() => second.objects.length >= 1, 'the recovery delivered an object', 60_000);
+  second.process.kill('SIGKILL');
+  await second.exited;
+  t.is(second.recovered, null, 'killed before its recovery was done');
+  // Third run: recovers the rest, then reads what came since.
+  await produce(topic, 3, 6000, 7000, () => T0 + 3 * MINUTE, 100);
+  const third = startWorker(settings);
+  t.teardown(() => third.process.kill('SIGKILL'));
+  await eventually(() => third.recovered !== null, "the third run's recovery", 60_000);
+  await eventually(() => lagIsZero('g-recovery', topic), 'every offset committed', 60_000);
+  third.process.kill('SIGTERM');
+  t.is(await third.exited, 0, third.stderr.join('\n'));
+  await assertExactlyOnce(t, `${topic}/`, 7000);
+  t.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.seg')), [], 'the spool is empty');
+});
+
+serial('a rebalance storm: workers join, leave (SIGTERM) and die (SIGKILL) over and over while records come, S3 slow: every record once, lag 0', async (t) => {
+  const topic = 'storm';
+  await env.kafka.createTopic(topic, 8);
+  const proxy = await startProxy(env.s3.port, { bytesPerSecond: 512 * 1024 });
+  t.teardown(() => proxy.close());
+  const settings = { topic, groupId: 'g-storm', prefix: topic, endpoint: proxy.endpoint, maxBufferedBytes: 1024 * 1024 };
+  const workers: Child[] = [];
+  t.teardown(() => workers.forEach((w) => w.process.kill('SIGKILL')));
+  const signalled = new Set<Child>();
+  const alive = () => workers.filter((w) => !signalled.has(w) && w.process.exitCode === null);
+  const stopped: Promise<number | null>[] = [];
+  workers.push(startWorker(settings), startWorker(settings));
+  let n = 0;
+  // Each round: records (about 300 KiB), then one change of membership.
+  const changes = ['join', 'term', 'join', 'kill', 'join', 'join', 'term', 'kill', 'join', 'term'] as const;
+  for (const change of changes) {
+    await produce(topic, 8, n, n + 3000, () => Date.now(), 60);
+    n += 3000;
+    if (change === 'join') workers.push(startWorker(settings));
+    else {
+      const victim = alive()[0] as Child;
+      signalled.add(victim);
+      await eventually(() => victim.started, 'the worker started', 30_000);
+      victim.process.kill(change === 'term' ? 'SIGTERM' : 'SIGKILL');
+      if (change === 'term') stopped.push(victim.exited);
+    }
+    await eventually(() => workers.some((w) => w.objects.length > 0), 'objects written', 30_000);
+  }
+  t.true(alive().length >= 2);
+  await eventually(() => lagIsZero('g-storm', topic), 'the group caught up', 120_000);
+  const last = alive();
+  for (const w of last) w.process.kill('SIGTERM');
+  t.deepEqual(await Promise.all([...stopped, ...last.map((w) => w.exited)]), [...stopped, ...last].map(() => 0), workers.flatMap((w) => w.stderr).filter((l) => !/S3SINK_KAFKA_RESET/.test(l)).join('\n'));
+  await assertExactlyOnce(t, `${topic}/`, n);
 });
