@@ -152,6 +152,13 @@ test('pass: offsets with nothing to read (control records) count as read, with a
   t.is(batcher.next, 6);
 });
 
+test('a cut where a recorded cut is already (a batch read again to its recorded end, then cut when idle) is recorded once', (t) => {
+  const batcher = new PartitionBatcher(OPTIONS, [4]);
+  for (const offset of [3, 4]) batcher.take({ offset, timestamp: T0 }, routed(A, `line ${offset}`));
+  t.deepEqual(ranges([batcher.cut() as LogBatch]), [[3, 4]]);
+  t.deepEqual(batcher.cutsFrom(0), [4]);
+});
+
 test('piecesOf: each share becomes its lines and its end', (t) => {
   const { closed } = run([
     { offset: 0, timestamp: T0, to: A },

@@ -465,3 +465,4 @@ serial('a rebalance storm: workers join, leave (SIGTERM) and die (SIGKILL) over 
   t.deepEqual(await Promise.all([...stopped, ...last.map((w) => w.exited)]), [...stopped, ...last].map(() => 0), workers.flatMap((w) => w.stderr).filter((l) => !/S3SINK_KAFKA_RESET/.test(l)).join('\n'));
   await assertExactlyOnce(t, `${topic}/`, n);
 });
+

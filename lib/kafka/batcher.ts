@@ -171,8 +171,10 @@ export class PartitionBatcher {
   cut(): LogBatch | null {
     const open = this.#open;
     if (open === null) return null;
-    this.#cuts.push(open.last);
-    this.#cuts.sort((a, b) => a - b);
+    if (!this.#cuts.includes(open.last)) {
+      this.#cuts.push(open.last);
+      this.#cuts.sort((a, b) => a - b);
+    }
     return this.#close();
   }
 
