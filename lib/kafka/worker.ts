@@ -55,7 +55,7 @@ export interface KafkaStats {
   cuts: number;
   /** Offset commits that succeeded. */
   commits: number;
-  /** Partitions started afresh from their committed offset (assignments, rebalances, failed commits). */
+  /** Partitions started again from their committed offset because a cut could not be recorded (each also a `'warning'` S3SINK_KAFKA_RESET); a rebalance, which starts every partition again, is not counted. */
   resets: number;
 }
 
