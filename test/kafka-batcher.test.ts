@@ -159,6 +159,26 @@ test('a cut where a recorded cut is already (a batch read again to its recorded 
   t.deepEqual(batcher.cutsFrom(0), [4]);
 });
 
+test('a timestamp no key can hold (-1, "no timestamp", or before 1970; past 9999) counts as the nearest one a key can: the record is taken like any other', (t) => {
+  const { closed, open } = run([
+    { offset: 0, timestamp: -1, to: A },
+    { offset: 1, timestamp: -157_680_000_000, to: B },
+    { offset: 2, timestamp: T0, to: A }, // a later window: closes the batch of 1970
+    { offset: 3, timestamp: -1, to: A }, // late: stays
+    { offset: 4, timestamp: 8.64e15, to: A }, // past 9999: another window
+  ]);
+  t.deepEqual(ranges(closed), [
+    [0, 1],
+    [2, 3],
+  ]);
+  t.deepEqual([...(closed[0] as LogBatch).shares.values()].map((s) => [parseKey(s.batch.key)?.time, s.lines]), [
+    [0, ['line 0']],
+    [0, ['line 1']],
+  ]);
+  t.deepEqual([...(closed[1] as LogBatch).shares.values()].map((s) => s.lines), [['line 2', 'line 3']]);
+  t.deepEqual([open?.first, parseKey([...(open as LogBatch).shares.values()][0]?.batch.key ?? '')?.time], [4, Date.UTC(9999, 11, 31, 23, 59, 59)]);
+});
+
 test('piecesOf: each share becomes its lines and its end', (t) => {
   const { closed } = run([
     { offset: 0, timestamp: T0, to: A },

@@ -466,3 +466,17 @@ serial('a rebalance storm: workers join, leave (SIGTERM) and die (SIGKILL) over 
   await assertExactlyOnce(t, `${topic}/`, n);
 });
 
+
+serial('records stamped -1 ("no timestamp") and before 1970, which the broker takes: none is skipped (they were, silently, and committed past), every record once', async (t) => {
+  const topic = 'epoch';
+  await env.kafka.createTopic(topic, 1);
+  const stamps = ['-1', String(-5 * 365 * 24 * 3600 * 1000), '0', String(T0), '-1'];
+  await env.producer.send({ topic, acks: -1, messages: stamps.map((timestamp, n) => ({ partition: 0, timestamp, value: JSON.stringify({ n, p: 0 }) })) });
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-epoch', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-epoch', topic), 'every offset committed', 20_000);
+  await worker.close();
+  const keys = await assertExactlyOnce(t, `${topic}/`, stamps.length);
+  // Those before 1970 are filed under 1970-01-01, with the batch they open; the late one stays in its batch.
+  t.deepEqual(keys.map((key) => new Date(parseKey(key)?.time ?? -1).toISOString()).sort(), ['1970-01-01T00:00:00.000Z', new Date(T0).toISOString()]);
+});

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Batch, Destination, LinesPiece } from '../batch.js';
 import type { Line } from '../framing.js';
-import { formatKey } from '../key.js';
+import { formatKey, MAX_KEY_TIME } from '../key.js';
 import type { RoutedEvent } from '../route.js';
 import { STREAM_AFTER_BYTES, windowOf } from '../stages/window.js';
 
@@ -33,8 +33,19 @@ import { STREAM_AFTER_BYTES, windowOf } from '../stages/window.js';
 /** What the batcher needs of a Kafka record. */
 export interface LogRecord {
   offset: number;
-  /** ms since the epoch (the record's CreateTime or LogAppendTime). */
+  /**
+   * ms since the epoch (the record's CreateTime or LogAppendTime). One that
+   * no key can hold (before 1970, as Kafka's -1, "no timestamp", which
+   * brokers take; or past 9999) counts as the nearest instant one can.
+   */
   timestamp: number;
+}
+
+/** The record's time as the batches and keys use it: within what a key can hold. */
+export function recordTime(record: LogRecord): number {
+  const t = record.timestamp;
+  if (!(t > 0)) return 0;
+  return Math.min(t, MAX_KEY_TIME - 1);
 }
 
 /** One destination's share of a log batch: one future object. */
@@ -115,7 +126,7 @@ export class PartitionBatcher {
     const cut = this.#cuts.find((c) => c >= open.first);
     const due =
       (cut !== undefined && open.last <= cut && record.offset > cut) ||
-      record.timestamp >= open.window.end ||
+      recordTime(record) >= open.window.end ||
       (routed !== null && (open.bytes + routed.bytes > this.#o.maxBatchBytes || shareBytes(open, routed.destination) + routed.bytes > this.#o.maxObjectBytes));
     return due ? this.#close() : null;
   }
@@ -126,19 +137,15 @@ export class PartitionBatcher {
    * charged to), or `null` for a record with no line (rejected).
    */
   take(record: LogRecord, routed: RoutedEvent | null): Batch | null {
-    let open = this.#open;
-    if (open === null) {
-      open = { topic: this.#o.topic, partition: this.#o.partition, first: record.offset, last: record.offset, window: windowOf(record.timestamp, this.#o.windowMs), shares: new Map(), bytes: 0, events: 0 };
-      this.#open = open;
-    }
+    // Nothing changes before the record's share exists: a record that cannot be taken is never passed as seen.
+    const open = this.#open ?? { topic: this.#o.topic, partition: this.#o.partition, first: record.offset, last: record.offset, window: windowOf(recordTime(record), this.#o.windowMs), shares: new Map(), bytes: 0, events: 0 };
+    let share = routed === null ? undefined : open.shares.get(routed.destination.id);
+    if (routed !== null && share === undefined) share = { batch: this.#batchOf(open, routed.destination, recordTime(record)), lines: [] };
+    this.#open = open;
     open.last = record.offset;
     this.#next = record.offset + 1;
-    if (routed === null) return null;
-    let share = open.shares.get(routed.destination.id);
-    if (!share) {
-      share = { batch: this.#batchOf(open, routed.destination, record.timestamp), lines: [] };
-      open.shares.set(routed.destination.id, share);
-    }
+    if (routed === null || share === undefined) return null;
+    open.shares.set(routed.destination.id, share);
     share.lines.push(routed.line);
     share.batch.events += 1;
     share.batch.bytes += routed.bytes;
