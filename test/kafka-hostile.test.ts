@@ -480,3 +480,40 @@ serial('records stamped -1 ("no timestamp") and before 1970, which the broker ta
   // Those before 1970 are filed under 1970-01-01, with the batch they open; the late one stays in its batch.
   t.deepEqual(keys.map((key) => new Date(parseKey(key)?.time ?? -1).toISOString()).sort(), ['1970-01-01T00:00:00.000Z', new Date(T0).toISOString()]);
 });
+
+serial('the broker killed (SIGKILL) while cuts are due and their commits wait, then restarted, records produced after: the worker goes on, every record once', async (t) => {
+  const topic = 'broker-kill';
+  await env.kafka.createTopic(topic, 2);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-broker-kill', idleMs: 300, sessionTimeoutMs: 6000, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  const errors: string[] = [];
+  worker.on('error', (err) => errors.push(err.message));
+  t.teardown(() => worker.close().catch(() => {}));
+  await produce(topic, 2, 0, 1000, () => T0);
+  await eventually(() => worker.stats().records === 1000, 'all read', 30_000);
+  // The batches are open; their idle cuts come while the broker is down, and wait for it to record them.
+  env.kafka.kill();
+  await eventually(() => worker.stats().cuts >= 2, 'both partitions cut', 10_000);
+  await env.kafka.restart();
+  await env.producer.disconnect();
+  await env.producer.connect();
+  await produce(topic, 2, 1000, 2000, () => T0);
+  await eventually(() => lagIsZero('g-broker-kill', topic), 'every offset committed', 60_000);
+  await worker.close();
+  t.deepEqual(errors, []);
+  await assertExactlyOnce(t, `${topic}/`, 2000);
+});
+
+serial('many partitions with a few records each (32 × 5): every batch ends by an idle cut, every record once, lag 0', async (t) => {
+  const topic = 'sparse';
+  await env.kafka.createTopic(topic, 32);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-sparse', idleMs: 200, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await produce(topic, 32, 0, 160);
+  await eventually(() => lagIsZero('g-sparse', topic), 'every offset committed', 30_000);
+  await produce(topic, 32, 160, 320);
+  await eventually(() => lagIsZero('g-sparse', topic), 'every offset committed again', 30_000);
+  const { cuts, batches } = worker.stats();
+  await worker.close();
+  t.true(cuts >= 32, `${cuts} cuts, ${batches} batches`);
+  await assertExactlyOnce(t, `${topic}/`, 320);
+});
