@@ -397,7 +397,7 @@ serial('with a spool: SIGKILL while the restart delivers what the first run spoo
   await env.kafka.createTopic(topic, 3);
   const dir = await mkdtemp(join(tmpdir(), 's3sink-kafka-recovery-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const { proxy, block } = await blockableS3(64 * 1024);
+  const { proxy, block } = await blockableS3(128 * 1024);
   t.teardown(() => proxy.close());
   const settings = { topic, groupId: 'g-recovery', prefix: topic, spoolDir: dir, endpoint: proxy.endpoint };
   block(true);
@@ -444,7 +444,7 @@ serial('a rebalance storm: workers join, leave (SIGTERM) and die (SIGKILL) over 
   workers.push(startWorker(settings), startWorker(settings));
   let n = 0;
   // Each round: records (about 300 KiB), then one change of membership.
-  const changes = ['join', 'term', 'join', 'kill', 'join', 'join', 'term', 'kill', 'join', 'term'] as const;
+  const changes = ['join', 'term', 'join', 'kill', 'join', 'term'] as const;
   for (const change of changes) {
     await produce(topic, 8, n, n + 3000, () => Date.now(), 60);
     n += 3000;
@@ -503,15 +503,13 @@ serial('the broker killed (SIGKILL) while cuts are due and their commits wait, t
   await assertExactlyOnce(t, `${topic}/`, 2000);
 });
 
-serial('many partitions with a few records each (32 × 5): every batch ends by an idle cut, every record once, lag 0', async (t) => {
+serial('many partitions with a few records each (32 × 10): every batch ends by an idle cut, every record once, lag 0', async (t) => {
   const topic = 'sparse';
   await env.kafka.createTopic(topic, 32);
   const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-sparse', idleMs: 200, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
   t.teardown(() => worker.close().catch(() => {}));
-  await produce(topic, 32, 0, 160);
+  await produce(topic, 32, 0, 320);
   await eventually(() => lagIsZero('g-sparse', topic), 'every offset committed', 30_000);
-  await produce(topic, 32, 160, 320);
-  await eventually(() => lagIsZero('g-sparse', topic), 'every offset committed again', 30_000);
   const { cuts, batches } = worker.stats();
   await worker.close();
   t.true(cuts >= 32, `${cuts} cuts, ${batches} batches`);
