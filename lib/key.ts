@@ -10,7 +10,7 @@ import { ClockError } from './errors.js';
 const KEY_TIME_FORMAT = "yyyy'/'MM'/'dd'/'HH'/'yyyy'-'MM'-'dd'-'HH'-'mm'-'ss";
 
 /** The first instant whose year has five digits: keys hold a four-digit year. */
-const MAX_KEY_TIME = Date.UTC(10000, 0, 1);
+export const MAX_KEY_TIME = Date.UTC(10000, 0, 1);
 
 /** S3 keys are at most 1024 bytes; the date part and identifier take 103 of them. */
 export const MAX_PREFIX_BYTES = 1024 - 103 - 1;

@@ -131,6 +131,55 @@ test('records already seen are reported as such (a fetch that re-delivers them)'
   t.is(batcher.next, 8);
 });
 
+test('skip passes over the records of a batch on its way: they are seen, and the next record opens a batch', (t) => {
+  const batcher = new PartitionBatcher(OPTIONS, [4]);
+  for (const offset of [3, 4]) batcher.take({ offset, timestamp: T0 }, routed(A, `line ${offset}`));
+  t.deepEqual(ranges([batcher.closeBefore({ offset: 5, timestamp: T0 }, null) as LogBatch]), [[3, 4]]);
+  batcher.skip(9);
+  t.true(batcher.seen({ offset: 9, timestamp: T0 }));
+  t.false(batcher.seen({ offset: 10, timestamp: T0 }));
+  batcher.take({ offset: 10, timestamp: T0 }, routed(A, 'line 10'));
+  t.is(batcher.open?.first, 10);
+  t.throws(() => batcher.skip(20), { message: /with a batch open at 10/ });
+});
+
+test('pass: offsets with nothing to read (control records) count as read, with a batch open or not; never backwards', (t) => {
+  const batcher = new PartitionBatcher(OPTIONS);
+  batcher.take({ offset: 3, timestamp: T0 }, routed(A, 'line 3'));
+  batcher.pass(5);
+  t.is(batcher.next, 6);
+  t.deepEqual([batcher.open?.first, batcher.open?.last], [3, 3]);
+  batcher.pass(4);
+  t.is(batcher.next, 6);
+});
+
+test('a cut where a recorded cut is already (a batch read again to its recorded end, then cut when idle) is recorded once', (t) => {
+  const batcher = new PartitionBatcher(OPTIONS, [4]);
+  for (const offset of [3, 4]) batcher.take({ offset, timestamp: T0 }, routed(A, `line ${offset}`));
+  t.deepEqual(ranges([batcher.cut() as LogBatch]), [[3, 4]]);
+  t.deepEqual(batcher.cutsFrom(0), [4]);
+});
+
+test('a timestamp no key can hold (-1, "no timestamp", or before 1970; past 9999) counts as the nearest one a key can: the record is taken like any other', (t) => {
+  const { closed, open } = run([
+    { offset: 0, timestamp: -1, to: A },
+    { offset: 1, timestamp: -157_680_000_000, to: B },
+    { offset: 2, timestamp: T0, to: A }, // a later window: closes the batch of 1970
+    { offset: 3, timestamp: -1, to: A }, // late: stays
+    { offset: 4, timestamp: 8.64e15, to: A }, // past 9999: another window
+  ]);
+  t.deepEqual(ranges(closed), [
+    [0, 1],
+    [2, 3],
+  ]);
+  t.deepEqual([...(closed[0] as LogBatch).shares.values()].map((s) => [parseKey(s.batch.key)?.time, shareLines(s)]), [
+    [0, ['line 0']],
+    [0, ['line 1']],
+  ]);
+  t.deepEqual([...(closed[1] as LogBatch).shares.values()].map(shareLines), [['line 2', 'line 3']]);
+  t.deepEqual([open?.first, parseKey([...(open as LogBatch).shares.values()][0]?.batch.key ?? '')?.time], [4, Date.UTC(9999, 11, 31, 23, 59, 59)]);
+});
+
 test('piecesOf: each share becomes its framed lines (with their count) and its end', (t) => {
   const { closed } = run([
     { offset: 0, timestamp: T0, to: A },

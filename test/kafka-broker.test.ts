@@ -1,6 +1,7 @@
 import test from 'ava';
 import { Kafka, logLevel, Partitioners, type Consumer } from 'kafkajs';
 import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
+import { eventually } from './helpers/wait.js';
 
 // The real broker of test/helpers/kafka.ts with the client the project uses
 // (kafkajs): what the Kafka tests stand on.
@@ -69,12 +70,23 @@ async function consume(topic: string, groupId: string, count: number): Promise<n
   return seen;
 }
 
+/** The group's committed offsets; asked again while its coordinator moves or loads (right after a restart: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS). */
 async function committed(topic: string, groupId: string): Promise<Map<number, string>> {
   const admin = client().admin();
   await admin.connect();
   try {
-    const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    return new Map(offsets!.partitions.map((p) => [p.partition, p.offset]));
+    let found: Map<number, string> | undefined;
+    await eventually(async () => {
+      try {
+        const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        found = new Map(offsets!.partitions.map((p) => [p.partition, p.offset]));
+        return true;
+      } catch (err) {
+        if ((err as { retriable?: boolean }).retriable) return false;
+        throw err;
+      }
+    }, `the committed offsets of ${groupId}`, 30_000);
+    return found!;
   } finally {
     await admin.disconnect();
   }

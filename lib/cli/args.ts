@@ -164,9 +164,9 @@ Kafka (s3-sink kafka):
   --topic T                topic to read (repeatable; required)
   --group G                consumer group: workers of one group share the partitions (required)
   --from-latest            a partition with no committed offset starts at its end (default: its start)
-  --idle D                 cut a partition's batch once its window has ended and no record came for D
-                           (default: 10s); batches otherwise follow the records' timestamps: --window
-                           is a window of record time here
+  --idle D                 cut a partition's batch once its window has ended and no record came for D,
+                           or once it has been open for --window and D (default: 10s); batches otherwise
+                           follow the records' timestamps: --window is a window of record time here
 
 Durations: 500ms, 30s, 1m, 1h. Sizes: bytes, or with K/M/G (powers of 1024; also KiB,
 MiB, GiB) or KB/MB/GB (powers of 1000). Credentials come from the AWS SDK's default

@@ -10,8 +10,9 @@ import { clientConfig, STOP_SIGNALS, type Io } from './run.js';
 /**
  * `s3-sink kafka`: one worker of a consumer group until a signal. The first
  * signal stops reading, delivers (or spools) what was read, commits it and
- * leaves the group; exit 0. A second one leaves at once: what was read and
- * not committed is read again by the group, into the same objects.
+ * leaves the group (a batch behind the end of the log is left to the group,
+ * uncommitted); exit 0. A second one leaves at once: what was read and not
+ * committed is read again by the group, into the same objects.
  */
 export async function runKafka(cmd: KafkaCommand, io: Io): Promise<number> {
   let worker: KafkaWorker;

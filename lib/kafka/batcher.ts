@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Batch, BytesPiece, Destination } from '../batch.js';
 import type { Line } from '../framing.js';
-import { formatKey } from '../key.js';
+import { formatKey, MAX_KEY_TIME } from '../key.js';
 import type { RoutedEvent } from '../route.js';
 import { STREAM_AFTER_BYTES, windowOf } from '../stages/window.js';
 
@@ -33,8 +33,19 @@ import { STREAM_AFTER_BYTES, windowOf } from '../stages/window.js';
 /** What the batcher needs of a Kafka record. */
 export interface LogRecord {
   offset: number;
-  /** ms since the epoch (the record's CreateTime or LogAppendTime). */
+  /**
+   * ms since the epoch (the record's CreateTime or LogAppendTime). One that
+   * no key can hold (before 1970, as Kafka's -1, "no timestamp", which
+   * brokers take; or past 9999) counts as the nearest instant one can.
+   */
   timestamp: number;
+}
+
+/** The record's time as the batches and keys use it: within what a key can hold. */
+export function recordTime(record: LogRecord): number {
+  const t = record.timestamp;
+  if (!(t > 0)) return 0;
+  return Math.min(t, MAX_KEY_TIME - 1);
 }
 
 /**
@@ -151,7 +162,7 @@ export class PartitionBatcher {
     const cut = this.#cuts.find((c) => c >= open.first);
     const due =
       (cut !== undefined && open.last <= cut && record.offset > cut) ||
-      record.timestamp >= open.window.end ||
+      recordTime(record) >= open.window.end ||
       (routed !== null && (open.bytes + routed.bytes > this.#o.maxBatchBytes || shareBytes(open, routed.destination) + routed.bytes > this.#o.maxObjectBytes));
     return due ? this.#close() : null;
   }
@@ -162,19 +173,15 @@ export class PartitionBatcher {
    * charged to), or `null` for a record with no line (rejected).
    */
   take(record: LogRecord, routed: RoutedEvent | null): Share | null {
-    let open = this.#open;
-    if (open === null) {
-      open = { topic: this.#o.topic, partition: this.#o.partition, first: record.offset, last: record.offset, window: windowOf(record.timestamp, this.#o.windowMs), shares: new Map(), bytes: 0, events: 0 };
-      this.#open = open;
-    }
+    // Nothing changes before the record's share exists: a record that cannot be taken is never passed as seen.
+    const open = this.#open ?? { topic: this.#o.topic, partition: this.#o.partition, first: record.offset, last: record.offset, window: windowOf(recordTime(record), this.#o.windowMs), shares: new Map(), bytes: 0, events: 0 };
+    let share = routed === null ? undefined : open.shares.get(routed.destination.id);
+    if (routed !== null && share === undefined) share = { batch: this.#batchOf(open, routed.destination, recordTime(record)), ref: { key: `\u0000held ${++shareSeq}` }, blocks: [], fill: 0, counts: [] };
+    this.#open = open;
     open.last = record.offset;
     this.#next = record.offset + 1;
-    if (routed === null) return null;
-    let share = open.shares.get(routed.destination.id);
-    if (!share) {
-      share = { batch: this.#batchOf(open, routed.destination, record.timestamp), ref: { key: `\u0000held ${++shareSeq}` }, blocks: [], fill: 0, counts: [] };
-      open.shares.set(routed.destination.id, share);
-    }
+    if (routed === null || share === undefined) return null;
+    open.shares.set(routed.destination.id, share);
     append(share, routed.line, routed.bytes);
     share.batch.events += 1;
     share.batch.bytes += routed.bytes;
@@ -183,12 +190,34 @@ export class PartitionBatcher {
     return share;
   }
 
+  /**
+   * Passes over the records up to `last`: a batch of them (from the next
+   * record on) is closed already, on its way by an earlier reading of the
+   * partition. Only between batches (none open).
+   */
+  skip(last: number): void {
+    if (this.#open !== null) throw new Error(`skip(${last}) with a batch open at ${this.#open.first}`);
+    this.#next = Math.max(this.#next, last + 1);
+  }
+
+  /**
+   * The offsets up to `offset` hold nothing more for this reader (a
+   * transaction's control record, an aborted transaction's records): they
+   * count as read, so that a commit can pass them. Every record up to
+   * `offset` must have been given to take() already.
+   */
+  pass(offset: number): void {
+    this.#next = Math.max(this.#next, offset + 1);
+  }
+
   /** Closes the open batch now (a cut, to be recorded by the caller); `null` when none is open. */
   cut(): LogBatch | null {
     const open = this.#open;
     if (open === null) return null;
-    this.#cuts.push(open.last);
-    this.#cuts.sort((a, b) => a - b);
+    if (!this.#cuts.includes(open.last)) {
+      this.#cuts.push(open.last);
+      this.#cuts.sort((a, b) => a - b);
+    }
     return this.#close();
   }
 

@@ -31,7 +31,9 @@ export interface KafkaSinkOptions {
   /**
    * A partition whose batch's window has ended on the wall clock and that has
    * had no record for this long has its batch cut (a recorded cut), so that
-   * the last records of a quiet partition reach S3. Default 10 000 ms.
+   * the last records of a quiet partition reach S3; so has a batch open for
+   * longer than `windowMs` and this (a record stamped ahead of the clock).
+   * Default 10 000 ms.
    */
   idleMs?: number;
   /** A log batch closes before it would hold more line bytes than this. Default: `maxBufferedBytes / 2`. Keep it the same across a group and its restarts. */
@@ -52,7 +54,7 @@ export interface KafkaStats {
   cuts: number;
   /** Offset commits that succeeded. */
   commits: number;
-  /** Partitions started afresh from their committed offset (assignments, rebalances, failed commits). */
+  /** Partitions started again from their committed offset because a cut could not be recorded (each also a `'warning'` S3SINK_KAFKA_RESET); a rebalance, which starts every partition again, is not counted. */
   resets: number;
 }
 
@@ -77,6 +79,12 @@ class PartitionState {
   handoffs: Promise<void> = Promise.resolve();
   committed: Committed;
   lastRecordAt = 0;
+  /** When (wall clock) its open batch opened. */
+  openSince = 0;
+  /** A record of it waits for room in the budget: the partition is not idle. */
+  waiting = false;
+  /** The end of its log (the high watermark) at its latest fetch. */
+  end = 0;
   /** Superseded (a rebalance, a failed commit): nothing more of it goes into the chain or is committed. */
   dead = false;
 
@@ -94,6 +102,13 @@ class PartitionState {
   commitOffset(): number {
     return this.frontier.offset(this.batcher.open, this.batcher.next, this.committed.offset);
   }
+}
+
+/** A log batch whose objects are in the chain, not all delivered yet. */
+interface Chained {
+  readonly batch: LogBatch;
+  /** Keys of its objects still in the chain. */
+  readonly keys: Set<string>;
 }
 
 const DEFAULT_IDLE_MS = 10_000;
@@ -144,7 +159,16 @@ export class KafkaWorker extends EventEmitter {
    * A batch read twice while its object is still in the chain never enters it
    * again: one key, one upload, one segment.
    */
-  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean }>();
+  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean; partition: string; first: number }>();
+  /**
+   * The same batches by partition (`topic\0partition`) and first offset. A
+   * partition read again (after a rebalance or a reset) while some of its
+   * batches are still here passes over their records instead of batching
+   * them again: a batch read again could end elsewhere (a cut while it waits
+   * for the budget, or at close()), and then its neighbours would overlap
+   * the objects on their way.
+   */
+  readonly #chained = new Map<string, Map<number, Chained>>();
   #generation = 0;
   #commits: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
@@ -191,6 +215,10 @@ export class KafkaWorker extends EventEmitter {
     this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, maxBytes: FETCH_MAX_BYTES, maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION, sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
     this.#admin = this.#kafka.admin();
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => this.#rebalanced());
+    // A fetch of only control records or aborted ones never reaches eachBatch: its offsets are passed here.
+    this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.batchSize === 0 && payload.firstOffset !== null) this.#passed(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset), Number(payload.highWatermark));
+    });
     this.#consumer.on(this.#consumer.events.CRASH, (event) => {
       if (!event.payload.restart) this.#fail(new KafkaSinkError(`the Kafka consumer stopped: ${messageOf(event.payload.error)}`, { cause: event.payload.error }));
     });
@@ -201,7 +229,13 @@ export class KafkaWorker extends EventEmitter {
     return { ...this.sink.stats(), ...this.#stats };
   }
 
-  /** Stops reading, cuts and delivers what was read, commits it, and leaves the group. Resolves like `closed`. */
+  /**
+   * Stops reading, delivers (or spools) what was read and commits it, and
+   * leaves the group. An open batch is cut when it reaches the end of the
+   * log; one behind it stays uncommitted for the next reader (it may be, whole,
+   * a batch that the partition's former owner still has on its way). Resolves
+   * like `closed`.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#shutdown().then(
       () => this.#resolveClosed(),
@@ -234,6 +268,7 @@ export class KafkaWorker extends EventEmitter {
     this.#running += 1;
     try {
       const state = await this.#stateFor(batch.topic, batch.partition);
+      state.end = Math.max(state.end, Number(batch.highWatermark));
       for (const message of batch.messages) {
         if (this.#stopping || state.dead || !isRunning() || isStale()) return;
         const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
@@ -243,9 +278,27 @@ export class KafkaWorker extends EventEmitter {
         }
         resolveOffset(message.offset);
       }
+      // Past its last record, the batch may end in offsets that hold nothing to read (a transaction's control record).
+      this.#passed(batch.topic, batch.partition, Number(batch.messages[0]?.offset ?? batch.lastOffset()), Number(batch.lastOffset()), Number(batch.highWatermark));
     } finally {
       if (--this.#running === 0) for (const wake of this.#runningIdle.splice(0)) wake();
     }
+  }
+
+  /**
+   * Offsets `first`..`last` of a partition were fetched and hold nothing more
+   * to take: what this worker read of the partition reaches `last` (when it
+   * had read up to `first`), and a commit with no batch open or on its way
+   * can go past them, to the end of the log.
+   */
+  #passed(topic: string, partition: number, first: number, last: number, highWatermark: number): void {
+    const state = this.#states.get(`${topic}\u0000${partition}`);
+    if (state === undefined || state instanceof Promise || state.dead) return;
+    state.end = Math.max(state.end, highWatermark);
+    const { batcher } = state;
+    if (first > batcher.next || last < batcher.next) return;
+    batcher.pass(last);
+    if (batcher.open === null) this.#commitSoon();
   }
 
   /**
@@ -254,6 +307,20 @@ export class KafkaWorker extends EventEmitter {
    * when the partition was superseded while it waited.
    */
   #take(state: PartitionState, record: LogRecord, message: KafkaMessage, heartbeat: () => Promise<void>): true | Promise<boolean> {
+    const chained = this.#chained.get(state.id)?.get(record.offset);
+    if (chained !== undefined) {
+      // The first record of a batch on its way (this partition is read again): its records are passed over.
+      const closed = state.batcher.closeBefore(record, null);
+      if (closed !== null) {
+        this.#stats.batches += 1;
+        this.#handOff(state, closed, false);
+      }
+      if (state.batcher.open === null) {
+        this.#stats.records += 1;
+        this.#passOver(state, chained);
+        return true;
+      }
+    }
     this.#stats.records += 1;
     this.#ctx.counters.eventsIn += 1;
     state.lastRecordAt = Date.now();
@@ -279,6 +346,7 @@ export class KafkaWorker extends EventEmitter {
       }
       const decision = need === 0 ? 'admit' : decide(ledger.held, ledger.max, need, ledger.draining);
       if (decision === 'admit') {
+        if (state.batcher.open === null) state.openSince = Date.now();
         const share = state.batcher.take(record, routed);
         if (share !== null && routed !== null) {
           ledger.charge(share.ref, need);
@@ -295,11 +363,31 @@ export class KafkaWorker extends EventEmitter {
   async #admitLater(state: PartitionState, record: LogRecord, routed: RoutedEvent | null, heartbeat: () => Promise<void>): Promise<boolean> {
     const { ledger } = this.#ctx;
     for (;;) {
-      await Promise.race([ledger.released(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-      await heartbeat();
+      // A partition waiting for room is not idle: its batch is not cut by the idle timer meanwhile.
+      state.waiting = true;
+      try {
+        await Promise.race([ledger.released(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+        await heartbeat();
+      } finally {
+        state.waiting = false;
+        state.lastRecordAt = Date.now();
+      }
       if (this.#stopping || state.dead) return false;
       if (this.#admit(state, record, routed)) return true;
     }
+  }
+
+  /** A batch on its way, met again at its first record: its records are skipped, and the partition's commits wait for its objects as for its own. */
+  #passOver(state: PartitionState, chained: Chained): void {
+    const pending: Pending = { batch: chained.batch, waiting: new Set() };
+    for (const key of chained.keys) {
+      const inChain = this.#inflight.get(key);
+      if (inChain === undefined || inChain.safe) continue;
+      pending.waiting.add(key);
+      inChain.waiting.add(pending);
+    }
+    state.frontier.add(pending);
+    state.batcher.skip(chained.batch.last);
   }
 
   /** Cuts the open batch holding the most of the budget (a recorded cut); `false` when no batch is open. */
@@ -314,11 +402,21 @@ export class KafkaWorker extends EventEmitter {
     return true;
   }
 
+  /**
+   * Cuts the batches of quiet partitions (their window has ended on the wall
+   * clock, and no record came for idleMs), and batches open for longer than a
+   * window and idleMs: a record stamped ahead of the clock (Kafka takes up to
+   * an hour by default) opens a window that the wall clock does not end soon,
+   * and every record after it is late for that window and stays in it.
+   */
   #cutIdle(): void {
     const now = Date.now();
+    const { idleMs } = this.#o;
+    const { windowMs } = this.#ctx.options;
     for (const state of this.#liveStates()) {
       const open = state.batcher.open;
-      if (open !== null && now >= open.window.end && now - state.lastRecordAt >= this.#o.idleMs) this.#cut(state);
+      if (open === null || state.waiting) continue;
+      if ((now >= open.window.end && now - state.lastRecordAt >= idleMs) || now - state.openSince >= windowMs + idleMs) this.#cut(state);
     }
   }
 
@@ -366,7 +464,12 @@ export class KafkaWorker extends EventEmitter {
         ledger.settle(share.ref);
         ledger.charge(share.batch, held);
         ledger.markClosed(share.batch);
-        this.#inflight.set(key, { waiting: new Set([pending]), safe: false });
+        this.#inflight.set(key, { waiting: new Set([pending]), safe: false, partition: state.id, first: batch.first });
+        let byFirst = this.#chained.get(state.id);
+        if (byFirst === undefined) this.#chained.set(state.id, (byFirst = new Map()));
+        let chained = byFirst.get(batch.first);
+        if (chained === undefined) byFirst.set(batch.first, (chained = { batch, keys: new Set() }));
+        chained.keys.add(key);
         pieces.push(...piecesOf({ ...batch, shares: new Map([[key, share]]) }));
       }
       if (pieces.length === 0) {
@@ -382,7 +485,16 @@ export class KafkaWorker extends EventEmitter {
   #safe(key: string, left: boolean): void {
     const inChain = this.#inflight.get(key);
     if (!inChain) return;
-    if (left) this.#inflight.delete(key);
+    if (left) {
+      this.#inflight.delete(key);
+      const byFirst = this.#chained.get(inChain.partition);
+      const chained = byFirst?.get(inChain.first);
+      if (byFirst !== undefined && chained !== undefined) {
+        chained.keys.delete(key);
+        if (chained.keys.size === 0) byFirst.delete(inChain.first);
+        if (byFirst.size === 0) this.#chained.delete(inChain.partition);
+      }
+    }
     if (!inChain.safe) {
       inChain.safe = true;
       for (const pending of inChain.waiting) pending.waiting.delete(key);
@@ -468,7 +580,10 @@ export class KafkaWorker extends EventEmitter {
       const offset = Number(found?.offset ?? -1);
       const metadata = found?.metadata ?? '';
       const { windowMs, maxObjectBytes } = this.#ctx.options;
-      const batcher = new PartitionBatcher({ groupId: this.#o.groupId, topic, partition, windowMs, maxObjectBytes, maxBatchBytes: this.#o.maxBatchBytes, sealed: this.#durable }, offset >= 0 ? decodeCuts(metadata) : []);
+      const cuts = offset >= 0 ? decodeCuts(metadata) : [];
+      // Batches still on their way from an earlier reading: the batch before each of them ends where it did then.
+      for (const first of this.#chained.get(id)?.keys() ?? []) if (first > offset && first > 0) cuts.push(first - 1);
+      const batcher = new PartitionBatcher({ groupId: this.#o.groupId, topic, partition, windowMs, maxObjectBytes, maxBatchBytes: this.#o.maxBatchBytes, sealed: this.#durable }, cuts);
       const state = new PartitionState(topic, partition, batcher, { offset, metadata: offset >= 0 ? metadata : '' });
       if (generation !== this.#generation) state.dead = true;
       else this.#states.set(id, state);
@@ -513,7 +628,9 @@ export class KafkaWorker extends EventEmitter {
     }
     if (this.#running > 0) await new Promise<void>((resolve) => this.#runningIdle.push(resolve));
     if (this.#failed === null) {
-      for (const state of [...this.#liveStates()]) this.#cut(state);
+      // A batch that reaches the end of the log is cut. One behind it is left to the next reader (its first
+      // offset is committed): it may be a batch that the partition's former owner still has on its way, whole.
+      for (const state of [...this.#liveStates()]) if (state.batcher.open !== null && state.batcher.next >= state.end) this.#cut(state);
       await Promise.all([...this.#liveStates()].map((state) => state.handoffs));
       if (!this.#allSettled()) await new Promise<void>((resolve) => this.#settledWaiters.push(resolve));
       await this.#commit().catch(() => {});

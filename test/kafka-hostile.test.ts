@@ -1,0 +1,484 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
+import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
+import { parseKey } from '../lib/key.js';
+import { startCli } from './helpers/cli.js';
+import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
+import { startProxy, type Proxy } from './helpers/proxy.js';
+import { startS3, type TestS3 } from './helpers/s3.js';
+import { eventually } from './helpers/wait.js';
+
+// Hostile tests of the Kafka workers: real broker, real s3rver, the fault
+// proxy. Each asserts the first rule: every record in S3 exactly once.
+
+const CHILD = fileURLToPath(new URL('./fixtures/kafka-worker.ts', import.meta.url));
+const MINUTE = 60_000;
+const T0 = Date.UTC(2026, 0, 2, 3, 0, 0);
+
+const skip = kafkaSkipReason();
+if (skip !== null) console.log(skip);
+const serial = skip === null ? test.serial : test.serial.skip;
+
+const env = {} as { kafka: TestKafka; s3: TestS3; admin: Admin; producer: Producer; client: Kafka };
+if (skip === null) {
+  test.before(async () => {
+    [env.kafka, env.s3] = await Promise.all([startKafka(), startS3()]);
+    env.client = new Kafka({ brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
+    env.admin = env.client.admin();
+    env.producer = env.client.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+    await Promise.all([env.admin.connect(), env.producer.connect()]);
+  });
+  test.after.always(async () => {
+    await env.producer?.disconnect().catch(() => {});
+    await env.admin?.disconnect().catch(() => {});
+    await env.kafka?.stop();
+    await env.s3?.close();
+  });
+}
+
+const s3Options = (endpoint = env.s3.endpoint) => ({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+
+/**
+ * Produces records `{ n, p, pad }` for n in [from, to), to partition n % partitions,
+ * with the timestamp `time(n)` and `padBytes` of incompressible padding.
+ */
+async function produce(topic: string, partitions: number, from: number, to: number, time: (n: number) => number = () => Date.now(), padBytes = 0): Promise<void> {
+  for (let start = from; start < to; start += 1000) {
+    const byPartition = new Map<number, { timestamp: string; value: string }[]>();
+    for (let n = start; n < Math.min(to, start + 1000); n++) {
+      const p = n % partitions;
+      const value = JSON.stringify({ n, p, pad: padBytes > 0 ? randomBytes(Math.ceil((padBytes * 3) / 4)).toString('base64').slice(0, padBytes) : undefined });
+      byPartition.set(p, [...(byPartition.get(p) ?? []), { timestamp: String(time(n)), value }]);
+    }
+    await env.producer.sendBatch({ acks: -1, topicMessages: [...byPartition].map(([partition, messages]) => ({ topic, messages: messages.map((m) => ({ ...m, partition })) })) });
+  }
+}
+
+/** Committed offsets of the group equal the end of every partition. */
+async function lagIsZero(groupId: string, topic: string): Promise<boolean> {
+  let ends, committed;
+  try {
+    [ends, committed] = await Promise.all([env.admin.fetchTopicOffsets(topic), env.admin.fetchOffsets({ groupId, topics: [topic] })]);
+  } catch (err) {
+    if ((err as { retriable?: boolean }).retriable) return false;
+    throw err;
+  }
+  const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
+  return ends.every((end) => byPartition.get(end.partition) === Number(end.high));
+}
+
+/** Each `n` in S3 under `prefix`: how many times, and in which keys. */
+async function census(prefix: string): Promise<{ seen: Map<number, number>; keys: string[]; outOfOrder: string[] }> {
+  const seen = new Map<number, number>();
+  const outOfOrder: string[] = [];
+  const keys = await env.s3.keys('bucket', prefix);
+  for (const key of keys) {
+    const last = new Map<number, number>();
+    for (const line of await env.s3.lines('bucket', key)) {
+      const { n, p } = JSON.parse(line) as { n: number; p: number };
+      seen.set(n, (seen.get(n) ?? 0) + 1);
+      if ((last.get(p) ?? -1) >= n) outOfOrder.push(`${key}: ${n} after ${last.get(p)}`);
+      last.set(p, n);
+    }
+  }
+  return { seen, keys, outOfOrder };
+}
+
+/** Every record `n` in [0, count) in S3 under `prefix` exactly once, each object in offset order. */
+async function assertExactlyOnce(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, prefix: string, count: number): Promise<string[]> {
+  const { seen, keys, outOfOrder } = await census(prefix);
+  const missing = [];
+  const twice = [];
+  for (let n = 0; n < count; n++) {
+    const times = seen.get(n) ?? 0;
+    if (times === 0) missing.push(n);
+    if (times > 1) twice.push(n);
+  }
+  const extra = [...seen.keys()].filter((n) => n < 0 || n >= count);
+  t.deepEqual(
+    { missing: missing.slice(0, 10), twice: twice.slice(0, 10), extra: extra.slice(0, 10), outOfOrder: outOfOrder.slice(0, 3) },
+    { missing: [], twice: [], extra: [], outOfOrder: [] },
+    `${missing.length} records missing, ${twice.length} written more than once, in ${keys.length} objects`,
+  );
+  return keys;
+}
+
+interface Child {
+  process: ChildProcess;
+  /** Its signal handlers are set. */
+  started: boolean;
+  objects: string[];
+  recovered: unknown;
+  closed: unknown;
+  exited: Promise<number | null>;
+  stderr: string[];
+}
+
+/** A worker in a process of its own (test/fixtures/kafka-worker.ts): killed with SIGKILL, stopped with SIGSTOP, or SIGTERM (close(), exit 0). */
+function startWorker(settings: Record<string, unknown>): Child {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ brokers: env.kafka.brokers, endpoint: env.s3.endpoint, windowMs: 2000, idleMs: 300, ...settings })], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  });
+  const worker: Child = { process: child, started: false, objects: [], recovered: null, closed: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+  child.on('error', () => {});
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    const message = JSON.parse(line) as { started?: number; object?: string; recovered?: unknown; closed?: unknown };
+    if (message.started) worker.started = true;
+    if (message.object) worker.objects.push(message.object);
+    if (message.recovered) worker.recovered = message.recovered;
+    if (message.closed) worker.closed = message.closed;
+  });
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => worker.stderr.push(line));
+  return worker;
+}
+
+/** A proxy in front of s3rver whose writes answer 503 SlowDown while `blocked` (a brownout that the retries ride out). */
+async function blockableS3(bytesPerSecond?: number): Promise<{ proxy: Proxy; block(on: boolean): void }> {
+  let blocked = false;
+  const proxy = await startProxy(env.s3.port, { ...(bytesPerSecond ? { bytesPerSecond } : {}), fault: (operation) => (blocked && operation !== 'Other' ? { kind: 'status', status: 503, code: 'SlowDown' } : { kind: 'pass' }) });
+  return { proxy, block: (on) => (blocked = on) };
+}
+
+/** A plain consumer of the group that joins (a rebalance), reads nothing it commits, and leaves (another one). */
+async function rebalanceOnce(groupId: string, topic: string): Promise<void> {
+  const consumer: Consumer = env.client.consumer({ groupId, sessionTimeout: 6000, heartbeatInterval: 500 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+  await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: async () => {} });
+  await joined;
+  await consumer.disconnect();
+}
+
+serial('a partition read again after a rebalance while all its batches are on their way (S3 answers 503), then waiting for the budget: every record once, within the budget', async (t) => {
+  const topic = 'reread';
+  await env.kafka.createTopic(topic, 1);
+  const { proxy, block } = await blockableS3();
+  t.teardown(() => proxy.close());
+  // 900 records of ~1 KiB in one minute that ended long ago: batches of 128 KiB by size, 0.9 MiB in all (the budget: 1 MiB).
+  await produce(topic, 1, 0, 900, () => T0, 1000);
+  block(true);
+  const worker = consumeKafka({
+    brokers: env.kafka.brokers,
+    topics: [topic],
+    groupId: 'g-reread',
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: 128 * 1024,
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: 1024 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 1000 }, s3: s3Options(proxy.endpoint) },
+  });
+  t.teardown(() => worker.close().catch(() => {}));
+  // Every record read and in the chain (the last batch cut when idle), none delivered: S3 answers 503.
+  await eventually(() => worker.stats().records === 900 && worker.stats().cuts === 1, 'all 900 read, the last batch cut', 30_000);
+  // A rebalance: the partition starts again at offset 0 while all its batches are still on their way.
+  await rebalanceOnce('g-reread', topic);
+  // More records: the budget fills while they are read, and the partition waits for room for longer than idleMs.
+  await produce(topic, 1, 900, 1200, () => T0, 1000);
+  await eventually(() => worker.stats().bufferedBytes > 1000 * 1024, 'the budget full again', 30_000);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  block(false);
+  await eventually(() => lagIsZero('g-reread', topic), 'every offset committed', 60_000);
+  await worker.close();
+  t.true(worker.stats().peakBufferedBytes <= 1024 * 1024);
+  await assertExactlyOnce(t, `${topic}/`, 1200);
+});
+
+serial('a record stamped 50 minutes ahead (Kafka 4 takes up to an hour), then records of now: the partition does not stall behind it, every record once', async (t) => {
+  const topic = 'future';
+  await env.kafka.createTopic(topic, 1);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-future', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  const ahead = Date.now() + 50 * MINUTE; // a producer whose clock is 50 minutes ahead
+  await produce(topic, 1, 0, 10, () => T0);
+  await produce(topic, 1, 10, 11, () => ahead);
+  // Then records of now, one every 100 ms for 4 s: each is late for the window of the one ahead.
+  const start = Date.now();
+  const producedAt: number[] = [];
+  let n = 11;
+  for (; Date.now() - start < 4000; n++) {
+    await produce(topic, 1, n, n + 1);
+    producedAt[n] = Date.now() - start;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await eventually(() => lagIsZero('g-future', topic), 'every offset committed', 15_000);
+  await worker.close();
+  const keys = await assertExactlyOnce(t, `${topic}/`, n);
+  // The batch ahead was cut while records kept coming (a window and idleMs after it opened): later records went to objects of their own windows.
+  const aheadKeys = keys.filter((key) => (parseKey(key)?.time ?? 0) >= ahead - 1000);
+  t.is(aheadKeys.length, 1, keys.join('\n'));
+  const inAhead = (await env.s3.lines('bucket', aheadKeys[0] as string)).map((line) => (JSON.parse(line) as { n: number }).n);
+  t.deepEqual(inAhead.filter((m) => (producedAt[m] ?? 0) > 3000), [], `records produced 3 s after the one ahead are not in its batch (${inAhead.length} are)`);
+});
+
+
+serial('a worker stopped (SIGSTOP) past its session while another takes its partitions, then continued: every record once', async (t) => {
+  const topic = 'zombie';
+  await env.kafka.createTopic(topic, 4);
+  const settings = { topic, groupId: 'g-zombie', prefix: topic };
+  const a = startWorker(settings);
+  t.teardown(() => a.process.kill('SIGKILL'));
+  await produce(topic, 4, 0, 4000);
+  await eventually(() => a.objects.length > 0, 'a wrote an object', 30_000);
+  const b = startWorker(settings);
+  t.teardown(() => b.process.kill('SIGKILL'));
+  // Records until B (which joined: a rebalance) has written some of its share.
+  let n = 4000;
+  for (; b.objects.length === 0; n += 200) {
+    if (n > 40_000) t.fail('b wrote nothing');
+    await produce(topic, 4, n, n + 200);
+    await eventually(() => lagIsZero('g-zombie', topic), 'the records read', 30_000);
+  }
+  // A stops with its batches open and some on their way; its session (6 s) runs out and B gets every partition.
+  await produce(topic, 4, n, n + 1000);
+  a.process.kill('SIGSTOP');
+  const before = b.objects.length;
+  await produce(topic, 4, n + 1000, n + 4000);
+  await eventually(() => lagIsZero('g-zombie', topic), 'b caught up alone', 60_000);
+  t.true(b.objects.length > before);
+  // A comes back: its timers fire, its uploads finish, its commits are refused (a generation gone); it joins again.
+  a.process.kill('SIGCONT');
+  await produce(topic, 4, n + 4000, n + 8000);
+  await eventually(() => lagIsZero('g-zombie', topic), 'the group caught up', 60_000);
+  a.process.kill('SIGTERM');
+  b.process.kill('SIGTERM');
+  t.deepEqual(await Promise.all([a.exited, b.exited]), [0, 0], [...a.stderr, ...b.stderr].join('\n'));
+  await assertExactlyOnce(t, `${topic}/`, n + 8000);
+});
+
+serial('a partition taken over while the old owner still has its batches on their way (its S3 answers 503): the new owner, waiting for its budget longer than idleMs (not idle) and then closed while behind (no cut mid-way), makes the same batches; every record once', async (t) => {
+  const topic = 'handover';
+  await env.kafka.createTopic(topic, 1);
+  const s3a = await blockableS3();
+  const s3b = await blockableS3();
+  t.teardown(() => s3a.proxy.close());
+  t.teardown(() => s3b.proxy.close());
+  // 1500 records of ~1 KiB in one minute that ended long ago: batches of 128 KiB by size.
+  await produce(topic, 1, 0, 1500, () => T0, 1000);
+  s3a.block(true);
+  s3b.block(true);
+  const options = (clientId: string, budget: number, endpoint: string) => ({
+    brokers: env.kafka.brokers,
+    topics: [topic],
+    groupId: 'g-handover',
+    clientId,
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: 128 * 1024,
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: budget, retry: { attempts: 100, baseMs: 100, capMs: 500 }, s3: s3Options(endpoint) },
+  });
+  // A (a budget of 2 MiB) reads everything: its batches wait for S3.
+  const a = consumeKafka(options('s3-sink-a', 2 * 1024 * 1024, s3a.proxy.endpoint));
+  t.teardown(() => a.close().catch(() => {}));
+  await eventually(() => a.stats().records === 1500 && a.stats().cuts === 1, 'a read all', 30_000);
+  // B joins and gets the partition (member ids sort by client id). With 1 MiB, its reading stops mid-way to wait for room.
+  const b = consumeKafka(options('aaa-b', 1024 * 1024, s3b.proxy.endpoint));
+  t.teardown(() => b.close().catch(() => {}));
+  await eventually(() => b.stats().bufferedBytes > 900 * 1024, 'b waits for room in its budget', 30_000);
+  // Waiting longer than idleMs (what an idle cut takes): the partition has records, it is not idle.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  t.is(b.stats().cuts, 0);
+  // Then B is stopped while it is behind (a rolling restart): it delivers its closed batches, and leaves the open one.
+  const closing = b.close();
+  s3b.block(false);
+  await closing;
+  t.is(b.stats().cuts, 0);
+  // A gets the partition back and catches up; its uploads, on their way all along, land: the same keys with the same records.
+  s3a.block(false);
+  await eventually(() => lagIsZero('g-handover', topic), 'the group caught up', 60_000);
+  await a.close();
+  await assertExactlyOnce(t, `${topic}/`, 1500);
+});
+
+serial('a topic written in transactions (each commit leaves a control record the consumer never sees): every record once, and the lag reaches 0', async (t) => {
+  const topic = 'transactional';
+  await env.kafka.createTopic(topic, 2);
+  const producer = env.client.producer({ transactionalId: 'hostile-tx', idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-tx', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  for (let from = 0; from < 400; from += 100) {
+    const tx = await producer.transaction();
+    await tx.send({ topic, acks: -1, messages: Array.from({ length: 100 }, (_, i) => ({ partition: (from + i) % 2, timestamp: String(T0), value: JSON.stringify({ n: from + i, p: (from + i) % 2 }) })) });
+    await tx.commit();
+  }
+  // An aborted transaction: its records are never delivered (read_committed), its offsets are passed.
+  const aborted = await producer.transaction();
+  await aborted.send({ topic, acks: -1, messages: [0, 1].map((p) => ({ partition: p, timestamp: String(T0), value: JSON.stringify({ n: -1, p }) })) });
+  await aborted.abort();
+  await eventually(() => worker.stats().eventsOut === 400, 'every record delivered', 30_000);
+  await eventually(() => lagIsZero('g-tx', topic), 'every offset committed (past the control records)', 10_000);
+  await worker.close();
+  await assertExactlyOnce(t, `${topic}/`, 400);
+});
+
+/** Committed offsets of the group, by partition (-1: none). */
+async function committed(groupId: string, topic: string): Promise<number[]> {
+  const offsets = await env.admin.fetchOffsets({ groupId, topics: [topic] });
+  return (offsets[0]?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
+}
+
+serial('the CLI without a spool, S3 answering 503 to every write: it stops with exit 1 without committing what failed, SIGTERM during the outage too; a restart delivers every record once', async (t) => {
+  const topic = 'outage';
+  await env.kafka.createTopic(topic, 2);
+  const { proxy, block } = await blockableS3();
+  t.teardown(() => proxy.close());
+  await produce(topic, 2, 0, 1000, () => T0);
+  const args = ['kafka', '--brokers', env.kafka.bootstrap, '--topic', topic, '--group', 'g-outage', '--bucket', 'bucket', '--prefix', `${topic}/`, '--endpoint', proxy.endpoint, '--no-check', '--idle', '300ms', '--window', '2s', '--retry-attempts', '3', '--retry-base', '50ms', '--retry-cap', '100ms'];
+  block(true);
+  // Its uploads give up: nothing to keep them in, so the worker stops.
+  const first = startCli(args);
+  t.teardown(() => first.child.kill('SIGKILL'));
+  t.is((await first.exit).code, 1, first.stderr());
+  t.regex(first.stderr(), /could not be delivered and there is no place to keep it/);
+  t.deepEqual(await committed('g-outage', topic), [0, 0], 'no offset past what failed');
+  // A worker stopped (SIGTERM) during the outage: close() waits for its uploads, which give up; exit 1, nothing committed.
+  const tried = proxy.log.length;
+  const second = startCli(args);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  await eventually(() => proxy.log.length > tried, 'an upload tried', 30_000);
+  second.child.kill('SIGTERM');
+  t.is((await second.exit).code, 1, second.stderr());
+  t.deepEqual(await committed('g-outage', topic), [0, 0]);
+  // S3 back: a restart delivers everything, once.
+  block(false);
+  await produce(topic, 2, 1000, 1200, () => T0);
+  const third = startCli(args);
+  t.teardown(() => third.child.kill('SIGKILL'));
+  await eventually(() => lagIsZero('g-outage', topic), 'every offset committed', 30_000);
+  third.child.kill('SIGTERM');
+  t.is((await third.exit).code, 0, third.stderr());
+  await assertExactlyOnce(t, `${topic}/`, 1200);
+});
+
+serial('with a spool: SIGKILL while the restart delivers what the first run spooled (S3 slow), then a third start: every record once', async (t) => {
+  const topic = 'recovery';
+  await env.kafka.createTopic(topic, 3);
+  const dir = await mkdtemp(join(tmpdir(), 's3sink-kafka-recovery-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { proxy, block } = await blockableS3(128 * 1024);
+  t.teardown(() => proxy.close());
+  const settings = { topic, groupId: 'g-recovery', prefix: topic, spoolDir: dir, endpoint: proxy.endpoint };
+  block(true);
+  // First run: S3 refuses every write; batches are sealed in the spool and committed; then kill -9.
+  const first = startWorker(settings);
+  t.teardown(() => first.process.kill('SIGKILL'));
+  await produce(topic, 3, 0, 6000, (n) => T0 + Math.floor(n / 2000) * MINUTE, 100);
+  await eventually(() => lagIsZero('g-recovery', topic), 'every offset committed (the batches sealed in the spool)', 60_000);
+  first.process.kill('SIGKILL');
+  await first.exited;
+  const spooled = (await readdir(dir)).filter((name) => name.endsWith('.seg')).length;
+  t.true(spooled >= 9, `${spooled} segments`);
+  // Second run: S3 takes writes again, slowly; killed once its recovery has delivered one object.
+  block(false);
+  const second = startWorker(settings);
+  t.teardown(() => second.process.kill('SIGKILL'));
+  await eventually(() => second.objects.length >= 1, 'the recovery delivered an object', 60_000);
+  second.process.kill('SIGKILL');
+  await second.exited;
+  t.is(second.recovered, null, 'killed before its recovery was done');
+  // Third run: recovers the rest, then reads what came since.
+  await produce(topic, 3, 6000, 7000, () => T0 + 3 * MINUTE, 100);
+  const third = startWorker(settings);
+  t.teardown(() => third.process.kill('SIGKILL'));
+  await eventually(() => third.recovered !== null, "the third run's recovery", 60_000);
+  await eventually(() => lagIsZero('g-recovery', topic), 'every offset committed', 60_000);
+  third.process.kill('SIGTERM');
+  t.is(await third.exited, 0, third.stderr.join('\n'));
+  await assertExactlyOnce(t, `${topic}/`, 7000);
+  t.deepEqual((await readdir(dir)).filter((name) => name.endsWith('.seg')), [], 'the spool is empty');
+});
+
+serial('a rebalance storm: workers join, leave (SIGTERM) and die (SIGKILL) over and over while records come, S3 slow: every record once, lag 0', async (t) => {
+  const topic = 'storm';
+  await env.kafka.createTopic(topic, 8);
+  const proxy = await startProxy(env.s3.port, { bytesPerSecond: 512 * 1024 });
+  t.teardown(() => proxy.close());
+  const settings = { topic, groupId: 'g-storm', prefix: topic, endpoint: proxy.endpoint, maxBufferedBytes: 1024 * 1024 };
+  const workers: Child[] = [];
+  t.teardown(() => workers.forEach((w) => w.process.kill('SIGKILL')));
+  const signalled = new Set<Child>();
+  const alive = () => workers.filter((w) => !signalled.has(w) && w.process.exitCode === null);
+  const stopped: Promise<number | null>[] = [];
+  workers.push(startWorker(settings), startWorker(settings));
+  let n = 0;
+  // Each round: records (about 300 KiB), then one change of membership.
+  const changes = ['join', 'term', 'join', 'kill', 'join', 'term'] as const;
+  for (const change of changes) {
+    await produce(topic, 8, n, n + 3000, () => Date.now(), 60);
+    n += 3000;
+    if (change === 'join') workers.push(startWorker(settings));
+    else {
+      const victim = alive()[0] as Child;
+      signalled.add(victim);
+      await eventually(() => victim.started, 'the worker started', 30_000);
+      victim.process.kill(change === 'term' ? 'SIGTERM' : 'SIGKILL');
+      if (change === 'term') stopped.push(victim.exited);
+    }
+    await eventually(() => workers.some((w) => w.objects.length > 0), 'objects written', 30_000);
+  }
+  t.true(alive().length >= 2);
+  await eventually(() => lagIsZero('g-storm', topic), 'the group caught up', 120_000);
+  const last = alive();
+  for (const w of last) w.process.kill('SIGTERM');
+  t.deepEqual(await Promise.all([...stopped, ...last.map((w) => w.exited)]), [...stopped, ...last].map(() => 0), workers.flatMap((w) => w.stderr).filter((l) => !/S3SINK_KAFKA_RESET/.test(l)).join('\n'));
+  await assertExactlyOnce(t, `${topic}/`, n);
+});
+
+
+serial('records stamped -1 ("no timestamp") and before 1970, which the broker takes: none is skipped (they were, silently, and committed past), every record once', async (t) => {
+  const topic = 'epoch';
+  await env.kafka.createTopic(topic, 1);
+  const stamps = ['-1', String(-5 * 365 * 24 * 3600 * 1000), '0', String(T0), '-1'];
+  await env.producer.send({ topic, acks: -1, messages: stamps.map((timestamp, n) => ({ partition: 0, timestamp, value: JSON.stringify({ n, p: 0 }) })) });
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-epoch', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-epoch', topic), 'every offset committed', 20_000);
+  await worker.close();
+  const keys = await assertExactlyOnce(t, `${topic}/`, stamps.length);
+  // Those before 1970 are filed under 1970-01-01, with the batch they open; the late one stays in its batch.
+  t.deepEqual(keys.map((key) => new Date(parseKey(key)?.time ?? -1).toISOString()).sort(), ['1970-01-01T00:00:00.000Z', new Date(T0).toISOString()]);
+});
+
+serial('the broker killed (SIGKILL) while cuts are due and their commits wait, then restarted, records produced after: the worker goes on, every record once', async (t) => {
+  const topic = 'broker-kill';
+  await env.kafka.createTopic(topic, 2);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-broker-kill', idleMs: 300, sessionTimeoutMs: 6000, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  const errors: string[] = [];
+  worker.on('error', (err) => errors.push(err.message));
+  t.teardown(() => worker.close().catch(() => {}));
+  await produce(topic, 2, 0, 1000, () => T0);
+  await eventually(() => worker.stats().records === 1000, 'all read', 30_000);
+  // The batches are open; their idle cuts come while the broker is down, and wait for it to record them.
+  env.kafka.kill();
+  await eventually(() => worker.stats().cuts >= 2, 'both partitions cut', 10_000);
+  await env.kafka.restart();
+  await env.producer.disconnect();
+  await env.producer.connect();
+  await produce(topic, 2, 1000, 2000, () => T0);
+  await eventually(() => lagIsZero('g-broker-kill', topic), 'every offset committed', 60_000);
+  await worker.close();
+  t.deepEqual(errors, []);
+  await assertExactlyOnce(t, `${topic}/`, 2000);
+});
+
+serial('many partitions with a few records each (32 × 10): every batch ends by an idle cut, every record once, lag 0', async (t) => {
+  const topic = 'sparse';
+  await env.kafka.createTopic(topic, 32);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-sparse', idleMs: 200, sink: { bucket: 'bucket', prefix: topic, windowMs: 1000, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await produce(topic, 32, 0, 320);
+  await eventually(() => lagIsZero('g-sparse', topic), 'every offset committed', 30_000);
+  const { cuts, batches } = worker.stats();
+  await worker.close();
+  t.true(cuts >= 32, `${cuts} cuts, ${batches} batches`);
+  await assertExactlyOnce(t, `${topic}/`, 320);
+});
