@@ -4,6 +4,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startCli } from './helpers/cli.js';
 import { useLocalS3 } from './helpers/s3.js';
 
 const env = useLocalS3(test, ['bucket'], {});
@@ -45,6 +46,14 @@ for (const how of ['natural', 'exit'] as const) {
     const prefix = `pino-${how}/`;
     const { code, stderr } = await service(how, 5000, env.s3.endpoint, dir, prefix, 'a');
     t.is(code, 0, stderr);
+    // The transport gives S3 deliverOnCloseMs (2 s) at exit; on a loaded machine an upload can take longer, and
+    // what it had not taken waits in the spool for the next start (here: flush). Either way, every line once.
+    const left = await spoolSegments(dir);
+    if (left.length > 0) {
+      t.log(`${left.length} segments left in the spool at exit (S3 slower than deliverOnCloseMs): delivered by flush`);
+      const flush = startCli(['flush', '--spool-dir', dir, '--endpoint', env.s3.endpoint, '--quiet']);
+      t.is((await flush.exit).code, 0, flush.stderr());
+    }
     t.deepEqual((await logged(prefix)).sort(), expected('a', 5000).sort());
     t.deepEqual(await spoolSegments(dir), [], 'nothing left in the spool');
   });
