@@ -1,49 +1,23 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
-import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
+import { Kafka, type Consumer } from 'kafkajs';
+import { consumeKafka } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
 import { startCli } from './helpers/cli.js';
-import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
+import { kafkaKit, type WorkerChild as Child } from './helpers/kafka-kit.js';
 import { startProxy, type Proxy } from './helpers/proxy.js';
-import { startS3, type TestS3 } from './helpers/s3.js';
 import { eventually } from './helpers/wait.js';
 
 // Hostile tests of the Kafka workers: real broker, real s3rver, the fault
 // proxy. Each asserts the first rule: every record in S3 exactly once.
 
-const CHILD = fileURLToPath(new URL('./fixtures/kafka-worker.ts', import.meta.url));
+const { env, serial, s3Options, lagIsZero, census, assertExactlyOnce, startWorker } = kafkaKit(test);
+
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 0, 2, 3, 0, 0);
-
-const skip = kafkaSkipReason();
-if (skip !== null) console.log(skip);
-const serial = skip === null ? test.serial : test.serial.skip;
-
-const env = {} as { kafka: TestKafka; s3: TestS3; admin: Admin; producer: Producer; client: Kafka };
-if (skip === null) {
-  test.before(async () => {
-    [env.kafka, env.s3] = await Promise.all([startKafka(), startS3()]);
-    env.client = new Kafka({ brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
-    env.admin = env.client.admin();
-    env.producer = env.client.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
-    await Promise.all([env.admin.connect(), env.producer.connect()]);
-  });
-  test.after.always(async () => {
-    await env.producer?.disconnect().catch(() => {});
-    await env.admin?.disconnect().catch(() => {});
-    await env.kafka?.stop();
-    await env.s3?.close();
-  });
-}
-
-const s3Options = (endpoint = env.s3.endpoint) => ({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
 
 /**
  * Produces records `{ n, p, pad }` for n in [from, to), to partition n % partitions,
@@ -59,85 +33,6 @@ async function produce(topic: string, partitions: number, from: number, to: numb
     }
     await env.producer.sendBatch({ acks: -1, topicMessages: [...byPartition].map(([partition, messages]) => ({ topic, messages: messages.map((m) => ({ ...m, partition })) })) });
   }
-}
-
-/** Committed offsets of the group equal the end of every partition. */
-async function lagIsZero(groupId: string, topic: string): Promise<boolean> {
-  let ends, committed;
-  try {
-    [ends, committed] = await Promise.all([env.admin.fetchTopicOffsets(topic), env.admin.fetchOffsets({ groupId, topics: [topic] })]);
-  } catch (err) {
-    if ((err as { retriable?: boolean }).retriable) return false;
-    throw err;
-  }
-  const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
-  return ends.every((end) => byPartition.get(end.partition) === Number(end.high));
-}
-
-/** Each `n` in S3 under `prefix`: how many times, and in which keys. */
-async function census(prefix: string): Promise<{ seen: Map<number, number>; keys: string[]; outOfOrder: string[] }> {
-  const seen = new Map<number, number>();
-  const outOfOrder: string[] = [];
-  const keys = await env.s3.keys('bucket', prefix);
-  for (const key of keys) {
-    const last = new Map<number, number>();
-    for (const line of await env.s3.lines('bucket', key)) {
-      const { n, p } = JSON.parse(line) as { n: number; p: number };
-      seen.set(n, (seen.get(n) ?? 0) + 1);
-      if ((last.get(p) ?? -1) >= n) outOfOrder.push(`${key}: ${n} after ${last.get(p)}`);
-      last.set(p, n);
-    }
-  }
-  return { seen, keys, outOfOrder };
-}
-
-/** Every record `n` in [0, count) in S3 under `prefix` exactly once, each object in offset order. */
-async function assertExactlyOnce(t: { deepEqual(a: unknown, b: unknown, m?: string): void }, prefix: string, count: number): Promise<string[]> {
-  const { seen, keys, outOfOrder } = await census(prefix);
-  const missing = [];
-  const twice = [];
-  for (let n = 0; n < count; n++) {
-    const times = seen.get(n) ?? 0;
-    if (times === 0) missing.push(n);
-    if (times > 1) twice.push(n);
-  }
-  const extra = [...seen.keys()].filter((n) => n < 0 || n >= count);
-  t.deepEqual(
-    { missing: missing.slice(0, 10), twice: twice.slice(0, 10), extra: extra.slice(0, 10), outOfOrder: outOfOrder.slice(0, 3) },
-    { missing: [], twice: [], extra: [], outOfOrder: [] },
-    `${missing.length} records missing, ${twice.length} written more than once, in ${keys.length} objects`,
-  );
-  return keys;
-}
-
-interface Child {
-  process: ChildProcess;
-  /** Its signal handlers are set. */
-  started: boolean;
-  objects: string[];
-  recovered: unknown;
-  closed: unknown;
-  exited: Promise<number | null>;
-  stderr: string[];
-}
-
-/** A worker in a process of its own (test/fixtures/kafka-worker.ts): killed with SIGKILL, stopped with SIGSTOP, or SIGTERM (close(), exit 0). */
-function startWorker(settings: Record<string, unknown>): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ brokers: env.kafka.brokers, endpoint: env.s3.endpoint, windowMs: 2000, idleMs: 300, ...settings })], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
-  });
-  const worker: Child = { process: child, started: false, objects: [], recovered: null, closed: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-  child.on('error', () => {});
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    const message = JSON.parse(line) as { started?: number; object?: string; recovered?: unknown; closed?: unknown };
-    if (message.started) worker.started = true;
-    if (message.object) worker.objects.push(message.object);
-    if (message.recovered) worker.recovered = message.recovered;
-    if (message.closed) worker.closed = message.closed;
-  });
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => worker.stderr.push(line));
-  return worker;
 }
 
 /** A proxy in front of s3rver whose writes answer 503 SlowDown while `blocked` (a brownout that the retries ride out). */

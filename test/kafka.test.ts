@@ -1,46 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
 import { consumeKafka } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
-import { kafkaSkipReason, startKafka, type TestKafka } from './helpers/kafka.js';
+import { kafkaKit, type WorkerChild as Child } from './helpers/kafka-kit.js';
 import { startCli } from './helpers/cli.js';
 import { startProxy } from './helpers/proxy.js';
-import { startS3, type TestS3 } from './helpers/s3.js';
 import { eventually } from './helpers/wait.js';
 
-const CHILD = fileURLToPath(new URL('./fixtures/kafka-worker.ts', import.meta.url));
+const { env, serial, s3Options, lagIsZero, assertExactlyOnce, startWorker } = kafkaKit(test);
 const MINUTE = 60_000;
 const T0 = Date.UTC(2026, 0, 2, 3, 0, 0);
-
-const skip = kafkaSkipReason();
-if (skip !== null) console.log(skip);
-const serial = skip === null ? test.serial : test.serial.skip;
-
-const env = {} as { kafka: TestKafka; s3: TestS3; admin: Admin; producer: Producer };
-if (skip === null) {
-  test.before(async () => {
-    [env.kafka, env.s3] = await Promise.all([startKafka(), startS3()]);
-    const client = new Kafka({ brokers: env.kafka.brokers, logLevel: logLevel.NOTHING });
-    env.admin = client.admin();
-    // Idempotent: a send retried across the broker's restart must not put a record in the log twice (the tests count each once).
-    env.producer = client.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
-    await Promise.all([env.admin.connect(), env.producer.connect()]);
-  });
-  test.after.always(async () => {
-    await env.producer?.disconnect().catch(() => {});
-    await env.admin?.disconnect().catch(() => {});
-    await env.kafka?.stop();
-    await env.s3?.close();
-  });
-}
-
-const s3Options = () => ({ endpoint: env.s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
 
 /** Produces records `{ n, p, service }` for n in [from, to), to partition n % partitions, with the timestamp `time(n)`. */
 async function produce(topic: string, partitions: number, from: number, to: number, time: (n: number) => number = () => Date.now()): Promise<void> {
@@ -52,73 +23,6 @@ async function produce(topic: string, partitions: number, from: number, to: numb
     }
     await env.producer.send({ topic, messages, acks: -1 });
   }
-}
-
-/** Committed offsets of the group equal the end of every partition. */
-async function lagIsZero(groupId: string, topic: string): Promise<boolean> {
-  let ends, committed;
-  try {
-    [ends, committed] = await Promise.all([env.admin.fetchTopicOffsets(topic), env.admin.fetchOffsets({ groupId, topics: [topic] })]);
-  } catch (err) {
-    if ((err as { retriable?: boolean }).retriable) return false; // the group's coordinator is moving or loading: ask again
-    throw err;
-  }
-  const byPartition = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]));
-  return ends.every((end) => byPartition.get(end.partition) === Number(end.high));
-}
-
-/** Every record `n` in [0, count) in S3 exactly once, and within each object a partition's records in offset (n) order. */
-async function assertExactlyOnce(t: { is(a: unknown, b: unknown, m?: string): void; deepEqual(a: unknown, b: unknown, m?: string): void; true(a: boolean, m?: string): void }, prefix: string, count: number) {
-  const seen = new Map<number, number>();
-  const keys = await env.s3.keys('bucket', prefix);
-  for (const key of keys) {
-    const last = new Map<number, number>();
-    for (const line of await env.s3.lines('bucket', key)) {
-      const { n, p } = JSON.parse(line) as { n: number; p: number };
-      seen.set(n, (seen.get(n) ?? 0) + 1);
-      t.true((last.get(p) ?? -1) < n, `${key}: record ${n} of partition ${p} out of order`);
-      last.set(p, n);
-    }
-  }
-  const missing = [];
-  const twice = [];
-  for (let n = 0; n < count; n++) {
-    const times = seen.get(n) ?? 0;
-    if (times === 0) missing.push(n);
-    if (times > 1) twice.push(n);
-  }
-  t.deepEqual({ missing: missing.slice(0, 10), twice: twice.slice(0, 10) }, { missing: [], twice: [] }, `${missing.length} records missing, ${twice.length} written more than once`);
-  t.is(seen.size, count);
-  return keys;
-}
-
-interface Child {
-  process: ChildProcess;
-  /** Resolves once the worker has its SIGTERM handler (its first line). */
-  ready: Promise<void>;
-  objects: string[];
-  recovered: unknown;
-  exited: Promise<number | null>;
-  stderr: string[];
-}
-
-function startWorker(settings: Record<string, unknown>): Child {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify({ brokers: env.kafka.brokers, endpoint: env.s3.endpoint, windowMs: 2000, idleMs: 300, ...settings })], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
-  });
-  let started = () => {};
-  const ready = new Promise<void>((resolve) => (started = resolve));
-  const worker: Child = { process: child, ready, objects: [], recovered: null, stderr: [], exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-  child.on('error', () => {});
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    const message = JSON.parse(line) as { object?: string; recovered?: unknown; started?: number };
-    if (message.started) started();
-    if (message.object) worker.objects.push(message.object);
-    if (message.recovered) worker.recovered = message.recovered;
-  });
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => worker.stderr.push(line));
-  return worker;
 }
 
 serial('one worker: every record once, one object per destination, partition and window, keys in the records\' own windows; close() commits every offset', async (t) => {
