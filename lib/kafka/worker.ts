@@ -264,6 +264,13 @@ export class KafkaWorker extends EventEmitter {
       for (const message of batch.messages) {
         if (this.#stopping || state.dead || !isRunning() || isStale()) return;
         const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
+        // Below the committed offset: written by whoever committed past it. kafkajs gives such records when it
+        // applies a seek made before a rebalance (a reset's) once the partition is back, after another owner
+        // has committed further, with cuts this state does not know.
+        if (record.offset < state.committed.offset) {
+          resolveOffset(message.offset);
+          continue;
+        }
         if (!state.batcher.seen(record)) {
           const taken = await this.#take(state, record, message, heartbeat);
           if (!taken) return;
