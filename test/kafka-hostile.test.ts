@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import test from 'ava';
 import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
 import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
@@ -522,4 +524,35 @@ serial('a worker stopped (SIGSTOP) with a batch open while another reads on and 
   b.process.kill('SIGTERM');
   t.deepEqual(await Promise.all([a.exited, b.exited]), [0, 0]);
   await assertExactlyOnce(t, `${topic}/`, 61);
+});
+
+serial('batches on their way hold no more than the budget says once compressed: 20 MiB of lines that compress 100-fold, a 1 MiB budget, S3 answering 503 (the lines were held until delivered, out of the budget)', async (t) => {
+  const topic = 'memory';
+  await env.kafka.createTopic(topic, 1);
+  const { proxy, block } = await blockableS3();
+  t.teardown(() => proxy.close());
+  // 10 000 records of 2 KiB that compress 100-fold: 20 MiB of lines, 38 batches of 512 KiB (half the budget).
+  const text = 'abcdefghij'.repeat(200);
+  for (let from = 0; from < 10_000; from += 500) await env.producer.send({ topic, acks: -1, messages: Array.from({ length: 500 }, (_, i) => ({ partition: 0, timestamp: String(T0), value: JSON.stringify({ n: from + i, p: 0, text }) })) });
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  // The lines are Buffers (slices of what the client fetched): they are in arrayBuffers.
+  const used = () => {
+    gc();
+    gc();
+    return process.memoryUsage().arrayBuffers;
+  };
+  block(true);
+  const before = used();
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-memory', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, maxBufferedBytes: 1024 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 500 }, s3: s3Options(proxy.endpoint) } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => worker.stats().records === 10_000 && worker.stats().cuts >= 1, 'all read, none delivered', 60_000);
+  // Every batch is in the chain, compressed; nothing is delivered. (Before: 20 MiB held; now about 1, the client's buffers included.)
+  const held = used() - before;
+  t.true(held < 5 * 2 ** 20, `${(held / 2 ** 20).toFixed(1)} MiB held for ${worker.stats().bufferedBytes} bytes in the budget`);
+  t.true(worker.stats().peakBufferedBytes <= 1024 * 1024);
+  block(false);
+  await eventually(() => lagIsZero('g-memory', topic), 'every offset committed', 60_000);
+  await worker.close();
+  await assertExactlyOnce(t, `${topic}/`, 10_000);
 });
