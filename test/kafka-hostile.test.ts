@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import test from 'ava';
-import { Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
+import { AssignerProtocol, Kafka, logLevel, type Admin, type Consumer, type Producer } from 'kafkajs';
 import { consumeKafka, type KafkaWorker } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
 import { startCli } from './helpers/cli.js';
@@ -322,6 +322,21 @@ serial('a topic written in transactions (each commit leaves a control record the
   await assertExactlyOnce(t, `${topic}/`, 400);
 });
 
+/** The client id of the group's member that holds `partition` of `topic` now (null: none, or the group is rebalancing). */
+async function holder(groupId: string, topic: string, partition: number): Promise<string | null> {
+  try {
+    const { groups } = await env.admin.describeGroups([groupId]);
+    for (const member of groups[0]?.members ?? []) {
+      const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+      if (assignment?.assignment[topic]?.includes(partition)) return member.clientId;
+    }
+    return null;
+  } catch (err) {
+    if ((err as { retriable?: boolean }).retriable) return null;
+    throw err;
+  }
+}
+
 /** Committed offsets of the group, by partition (-1: none); asked again while the group's coordinator moves or loads. */
 async function committed(groupId: string, topic: string): Promise<number[]> {
   let found: number[] = [];
@@ -517,6 +532,7 @@ serial('a worker stopped (SIGSTOP) with a batch open while another reads on and 
   // A comes back: its idle cut of [50] fails to commit (its membership is gone: a reset, which seeks to 50), it joins again and gets the partition.
   a.process.kill('SIGCONT');
   await eventually(() => a.stderr.some((line) => /S3SINK_KAFKA_RESET/.test(line)), "a's cut could not be recorded", 30_000);
+  await eventually(async () => (await holder('g-stale-seek', topic, 0)) === 'a-worker', 'the partition is A\'s again', 30_000);
   await produce(topic, 1, 60, 61, () => T1 + MINUTE);
   await eventually(() => a.objects.length >= 2, 'a wrote again', 30_000);
   await eventually(() => lagIsZero('g-stale-seek', topic), 'every offset committed', 30_000);
