@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import test from 'ava';
-import { Kafka, type Consumer } from 'kafkajs';
+import { AssignerProtocol, Kafka, type Consumer } from 'kafkajs';
 import { consumeKafka } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
 import { startCli } from './helpers/cli.js';
@@ -215,10 +217,35 @@ serial('a topic written in transactions (each commit leaves a control record the
   await assertExactlyOnce(t, `${topic}/`, 400);
 });
 
-/** Committed offsets of the group, by partition (-1: none). */
+/** The client id of the group's member that holds `partition` of `topic` now (null: none, or the group is rebalancing). */
+async function holder(groupId: string, topic: string, partition: number): Promise<string | null> {
+  try {
+    const { groups } = await env.admin.describeGroups([groupId]);
+    for (const member of groups[0]?.members ?? []) {
+      const assignment = AssignerProtocol.MemberAssignment.decode(member.memberAssignment);
+      if (assignment?.assignment[topic]?.includes(partition)) return member.clientId;
+    }
+    return null;
+  } catch (err) {
+    if ((err as { retriable?: boolean }).retriable) return null;
+    throw err;
+  }
+}
+
+/** Committed offsets of the group, by partition (-1: none); asked again while the group's coordinator moves or loads. */
 async function committed(groupId: string, topic: string): Promise<number[]> {
-  const offsets = await env.admin.fetchOffsets({ groupId, topics: [topic] });
-  return (offsets[0]?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
+  let found: number[] = [];
+  await eventually(async () => {
+    try {
+      const offsets = await env.admin.fetchOffsets({ groupId, topics: [topic] });
+      found = (offsets[0]?.partitions ?? []).sort((x, y) => x.partition - y.partition).map((p) => Number(p.offset));
+      return true;
+    } catch (err) {
+      if ((err as { retriable?: boolean }).retriable) return false;
+      throw err;
+    }
+  }, `the committed offsets of ${groupId}`, 30_000);
+  return found;
 }
 
 serial('the CLI without a spool, S3 answering 503 to every write: it stops with exit 1 without committing what failed, SIGTERM during the outage too; a restart delivers every record once', async (t) => {
@@ -376,4 +403,67 @@ serial('many partitions with a few records each (32 × 10): every batch ends by 
   await worker.close();
   t.true(cuts >= 32, `${cuts} cuts, ${batches} batches`);
   await assertExactlyOnce(t, `${topic}/`, 320);
+});
+
+serial('a worker stopped (SIGSTOP) with a batch open while another reads on and commits past it, then continued: its cut fails to commit, and the seek made then (to its own, older, committed offset), which kafkajs applies when the partition is back, does not make it write again what the other committed past; every record once', async (t) => {
+  const topic = 'stale-seek';
+  await env.kafka.createTopic(topic, 1);
+  const T1 = T0 + MINUTE;
+  // A sorts before B (member ids start with the client id): with both in the group, the partition is A's. A cuts an idle batch after 1 s.
+  const a = startWorker({ topic, groupId: 'g-stale-seek', prefix: topic, idleMs: 1000, clientId: 'a-worker' });
+  t.teardown(() => a.process.kill('SIGKILL'));
+  // 0..49 in one minute, 50 in the next: A writes [0, 49] (the log's rule), commits 50, and holds [50] open.
+  await produce(topic, 1, 0, 50, () => T0);
+  await produce(topic, 1, 50, 51, () => T1);
+  await eventually(async () => (await committed('g-stale-seek', topic))[0] === 50, 'a committed 50', 30_000);
+  a.process.kill('SIGSTOP');
+  // B takes the partition once A's session runs out, from offset 50: [50] cut when idle, then [51, 59]; it commits 60.
+  const b = startWorker({ topic, groupId: 'g-stale-seek', prefix: topic, clientId: 'b-worker' });
+  t.teardown(() => b.process.kill('SIGKILL'));
+  await eventually(() => b.objects.length === 1, 'b wrote [50]', 60_000);
+  await produce(topic, 1, 51, 60, () => T1);
+  await eventually(() => b.objects.length === 2, 'b wrote [51, 59]', 30_000);
+  await eventually(() => lagIsZero('g-stale-seek', topic), 'b committed 60', 30_000);
+  // A comes back: its idle cut of [50] fails to commit (its membership is gone: a reset, which seeks to 50), it joins again and gets the partition.
+  a.process.kill('SIGCONT');
+  await eventually(() => a.stderr.some((line) => /S3SINK_KAFKA_RESET/.test(line)), "a's cut could not be recorded", 30_000);
+  await eventually(async () => (await holder('g-stale-seek', topic, 0)) === 'a-worker', 'the partition is A\'s again', 30_000);
+  await produce(topic, 1, 60, 61, () => T1 + MINUTE);
+  await eventually(() => a.objects.length >= 2, 'a wrote again', 30_000);
+  await eventually(() => lagIsZero('g-stale-seek', topic), 'every offset committed', 30_000);
+  a.process.kill('SIGTERM');
+  b.process.kill('SIGTERM');
+  t.deepEqual(await Promise.all([a.exited, b.exited]), [0, 0]);
+  await assertExactlyOnce(t, `${topic}/`, 61);
+});
+
+serial('batches on their way hold no more than the budget says once compressed: 20 MiB of lines that compress 100-fold, a 1 MiB budget, S3 answering 503 (the lines were held until delivered, out of the budget)', async (t) => {
+  const topic = 'memory';
+  await env.kafka.createTopic(topic, 1);
+  const { proxy, block } = await blockableS3();
+  t.teardown(() => proxy.close());
+  // 10 000 records of 2 KiB that compress 100-fold: 20 MiB of lines, 38 batches of 512 KiB (half the budget).
+  const text = 'abcdefghij'.repeat(200);
+  for (let from = 0; from < 10_000; from += 500) await env.producer.send({ topic, acks: -1, messages: Array.from({ length: 500 }, (_, i) => ({ partition: 0, timestamp: String(T0), value: JSON.stringify({ n: from + i, p: 0, text }) })) });
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  // The lines are Buffers (slices of what the client fetched): they are in arrayBuffers.
+  const used = () => {
+    gc();
+    gc();
+    return process.memoryUsage().arrayBuffers;
+  };
+  block(true);
+  const before = used();
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-memory', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, maxBufferedBytes: 1024 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 500 }, s3: s3Options(proxy.endpoint) } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => worker.stats().records === 10_000 && worker.stats().cuts >= 1, 'all read, none delivered', 60_000);
+  // Every batch is in the chain, compressed; nothing is delivered. (Before: 20 MiB held; now about 1, the client's buffers included.)
+  const held = used() - before;
+  t.true(held < 5 * 2 ** 20, `${(held / 2 ** 20).toFixed(1)} MiB held for ${worker.stats().bufferedBytes} bytes in the budget`);
+  t.true(worker.stats().peakBufferedBytes <= 1024 * 1024);
+  block(false);
+  await eventually(() => lagIsZero('g-memory', topic), 'every offset committed', 60_000);
+  await worker.close();
+  await assertExactlyOnce(t, `${topic}/`, 10_000);
 });

@@ -1,8 +1,12 @@
 import type { LogBatch } from './batcher.js';
 
-/** A closed log batch on its way to S3: safe once each of its objects is. */
+/**
+ * A closed log batch on its way to S3: safe once each of its objects is.
+ * Only its offsets: its lines are the chain's (and the budget's) once they
+ * are in it, and must not be held here until the batch is safe.
+ */
 export interface Pending {
-  readonly batch: LogBatch;
+  readonly batch: Pick<LogBatch, 'first' | 'last'>;
   /** Keys of its objects not yet safe (delivered, or durable in the spool). */
   readonly waiting: Set<string>;
 }

@@ -104,9 +104,10 @@ class PartitionState {
   }
 }
 
-/** A log batch whose objects are in the chain, not all delivered yet. */
+/** A log batch whose objects are in the chain, not all delivered yet: its offsets (its lines are the chain's). */
 interface Chained {
-  readonly batch: LogBatch;
+  readonly first: number;
+  readonly last: number;
   /** Keys of its objects still in the chain. */
   readonly keys: Set<string>;
 }
@@ -164,9 +165,8 @@ export class KafkaWorker extends EventEmitter {
    * The same batches by partition (`topic\0partition`) and first offset. A
    * partition read again (after a rebalance or a reset) while some of its
    * batches are still here passes over their records instead of batching
-   * them again: a batch read again could end elsewhere (a cut while it waits
-   * for the budget, or at close()), and then its neighbours would overlap
-   * the objects on their way.
+   * them again: a batch read again could end elsewhere (a cut for room in the
+   * budget), and then its neighbours would overlap the objects on their way.
    */
   readonly #chained = new Map<string, Map<number, Chained>>();
   #generation = 0;
@@ -272,6 +272,13 @@ export class KafkaWorker extends EventEmitter {
       for (const message of batch.messages) {
         if (this.#stopping || state.dead || !isRunning() || isStale()) return;
         const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
+        // Below the committed offset: written by whoever committed past it. kafkajs gives such records when it
+        // applies a seek made before a rebalance (a reset's) once the partition is back, after another owner
+        // has committed further, with cuts this state does not know.
+        if (record.offset < state.committed.offset) {
+          resolveOffset(message.offset);
+          continue;
+        }
         if (!state.batcher.seen(record)) {
           const taken = this.#take(state, record, message, heartbeat);
           if (taken !== true && !(await taken)) return;
@@ -379,7 +386,7 @@ export class KafkaWorker extends EventEmitter {
 
   /** A batch on its way, met again at its first record: its records are skipped, and the partition's commits wait for its objects as for its own. */
   #passOver(state: PartitionState, chained: Chained): void {
-    const pending: Pending = { batch: chained.batch, waiting: new Set() };
+    const pending: Pending = { batch: { first: chained.first, last: chained.last }, waiting: new Set() };
     for (const key of chained.keys) {
       const inChain = this.#inflight.get(key);
       if (inChain === undefined || inChain.safe) continue;
@@ -387,7 +394,7 @@ export class KafkaWorker extends EventEmitter {
       inChain.waiting.add(pending);
     }
     state.frontier.add(pending);
-    state.batcher.skip(chained.batch.last);
+    state.batcher.skip(chained.last);
   }
 
   /** Cuts the open batch holding the most of the budget (a recorded cut); `false` when no batch is open. */
@@ -431,7 +438,8 @@ export class KafkaWorker extends EventEmitter {
   /** A closed batch: tracked for commits, and sent into the chain after the ones before it (after its cut is recorded, if it is a cut). */
   #handOff(state: PartitionState, batch: LogBatch, recorded: boolean): void {
     const { ledger } = this.#ctx;
-    const pending: Pending = { batch, waiting: new Set() };
+    // Its offsets only: the lines go into the chain, where the budget counts them (compressed, once gzip has them).
+    const pending: Pending = { batch: { first: batch.first, last: batch.last }, waiting: new Set() };
     for (const share of batch.shares.values()) {
       pending.waiting.add(share.batch.key);
       ledger.markClosed(share.ref);
@@ -468,7 +476,7 @@ export class KafkaWorker extends EventEmitter {
         let byFirst = this.#chained.get(state.id);
         if (byFirst === undefined) this.#chained.set(state.id, (byFirst = new Map()));
         let chained = byFirst.get(batch.first);
-        if (chained === undefined) byFirst.set(batch.first, (chained = { batch, keys: new Set() }));
+        if (chained === undefined) byFirst.set(batch.first, (chained = { first: batch.first, last: batch.last, keys: new Set() }));
         chained.keys.add(key);
         pieces.push(...piecesOf({ ...batch, shares: new Map([[key, share]]) }));
       }
