@@ -539,6 +539,8 @@ export class KafkaWorker extends EventEmitter {
     const wanted: { state: PartitionState; committed: Committed }[] = [];
     for (const state of this.#liveStates()) {
       const offset = state.commitOffset();
+      // Nothing read and nothing committed: there is no offset to commit (a commit of -1 would fail the whole round).
+      if (offset < 0) continue;
       const metadata = encodeCuts(state.batcher.cutsFrom(offset));
       if (offset !== state.committed.offset || metadata !== state.committed.metadata) wanted.push({ state, committed: { offset, metadata } });
     }

@@ -331,6 +331,10 @@ function brokerConfig(dir: string, port: number, controllerPort: number, extra: 
     // kill() about 5 s instead of 12.
     'broker.heartbeat.interval.ms': 500,
     'broker.session.timeout.ms': 3000,
+    // Tests produce records stamped days or years ago (to close windows at
+    // once): with the default retention (7 days, by timestamp) the broker
+    // deletes them soon after start, under a running test.
+    'log.retention.ms': -1,
     ...extra,
   };
   return Object.entries(config).map(([key, value]) => `${key}=${String(value)}\n`).join('');
