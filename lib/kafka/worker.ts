@@ -91,6 +91,8 @@ class PartitionState {
   constructor(
     readonly topic: string,
     readonly partition: number,
+    /** The worker's generation (rebalances so far) when the partition was given to it. */
+    readonly generation: number,
     batcher: PartitionBatcher,
     committed: Committed,
   ) {
@@ -102,6 +104,25 @@ class PartitionState {
   commitOffset(): number {
     return this.frontier.offset(this.batcher.open, this.batcher.next, this.committed.offset);
   }
+}
+
+/** An object in the chain, until it leaves it (delivered, dead-lettered or fenced). */
+interface InChain {
+  /** The batches waiting for it to be safe (the one that put it there, and any that met it again). */
+  readonly waiting: Set<Pending>;
+  safe: boolean;
+  /** `topic\0partition`. */
+  readonly partition: string;
+  /** Its log batch's offsets. */
+  readonly first: number;
+  readonly last: number;
+  /** The worker's generation when its records were read: after a rebalance, the partition may be another worker's. */
+  readonly generation: number;
+  /** Not to be written (see #mayPublish): it is on its way out of the chain. */
+  fenced: boolean;
+  /** Resolves when it has left the chain. */
+  readonly gone: Promise<void>;
+  readonly leave: () => void;
 }
 
 /** A log batch whose objects are in the chain, not all delivered yet: its offsets (its lines are the chain's). */
@@ -160,7 +181,9 @@ export class KafkaWorker extends EventEmitter {
    * A batch read twice while its object is still in the chain never enters it
    * again: one key, one upload, one segment.
    */
-  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean; partition: string; first: number }>();
+  readonly #inflight = new Map<string, InChain>();
+  /** By partition (`topic\0partition`): the highest offset this worker has committed (every record below it is safe and stays so). */
+  readonly #committedPast = new Map<string, number>();
   /**
    * The same batches by partition (`topic\0partition`) and first offset. A
    * partition read again (after a rebalance or a reset) while some of its
@@ -196,6 +219,8 @@ export class KafkaWorker extends EventEmitter {
     this.sink = composeSink(this.#ctx, [...stages, gzip(this.#ctx), upload(this.#ctx)]);
     this.sink.on('error', (err) => this.#fail(err));
     this.sink.on('delivered', ({ key }) => this.#safe(key, true));
+    this.sink.on('fenced', ({ key }) => this.#left(key));
+    this.#ctx.fence = (key) => this.#mayPublish(key);
     this.sink.on('dead-letter', (letter: DeadLetter) => {
       if (letter.path !== null) this.#safe(letter.key, true);
       else this.#fail(new KafkaSinkError(`s3://${letter.bucket}/${letter.key} could not be delivered and there is no place to keep it (${letter.error}): offsets stay where they are, so that the records are read again`));
@@ -214,6 +239,8 @@ export class KafkaWorker extends EventEmitter {
     });
     this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, maxBytes: FETCH_MAX_BYTES, maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION, sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
     this.#admin = this.#kafka.admin();
+    // Before this member joins the group again (after which another may own its partitions), and after it has joined.
+    this.#consumer.on(this.#consumer.events.REBALANCING, () => this.#rebalanced());
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => this.#rebalanced());
     // A fetch of only control records or aborted ones never reaches eachBatch: its offsets are passed here.
     this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
@@ -452,6 +479,11 @@ export class KafkaWorker extends EventEmitter {
         const { offset, metadata } = state.committed;
         if (!state.dead && offset <= batch.last && !decodeCuts(metadata).includes(batch.last)) this.#reset(state, `the cut of its batch at offset ${batch.last} could not be recorded with the committed offset`);
       }
+      // An object of the same key that was fenced is on its way out of the chain: this one follows it (one key, one upload, one segment).
+      for (const share of batch.shares.values()) {
+        const inChain = this.#inflight.get(share.batch.key);
+        if (inChain?.fenced) await inChain.gone;
+      }
       if (state.dead) {
         for (const share of batch.shares.values()) ledger.settle(share.ref);
         return;
@@ -472,7 +504,9 @@ export class KafkaWorker extends EventEmitter {
         ledger.settle(share.ref);
         ledger.charge(share.batch, held);
         ledger.markClosed(share.batch);
-        this.#inflight.set(key, { waiting: new Set([pending]), safe: false, partition: state.id, first: batch.first });
+        let leave!: () => void;
+        const gone = new Promise<void>((resolve) => (leave = resolve));
+        this.#inflight.set(key, { waiting: new Set([pending]), safe: false, partition: state.id, first: batch.first, last: batch.last, generation: state.generation, fenced: false, gone, leave });
         let byFirst = this.#chained.get(state.id);
         if (byFirst === undefined) this.#chained.set(state.id, (byFirst = new Map()));
         let chained = byFirst.get(batch.first);
@@ -493,22 +527,67 @@ export class KafkaWorker extends EventEmitter {
   #safe(key: string, left: boolean): void {
     const inChain = this.#inflight.get(key);
     if (!inChain) return;
-    if (left) {
-      this.#inflight.delete(key);
-      const byFirst = this.#chained.get(inChain.partition);
-      const chained = byFirst?.get(inChain.first);
-      if (byFirst !== undefined && chained !== undefined) {
-        chained.keys.delete(key);
-        if (chained.keys.size === 0) byFirst.delete(inChain.first);
-        if (byFirst.size === 0) this.#chained.delete(inChain.partition);
-      }
-    }
+    if (left) this.#left(key);
     if (!inChain.safe) {
       inChain.safe = true;
       for (const pending of inChain.waiting) pending.waiting.delete(key);
       inChain.waiting.clear();
     }
     this.#commitSoon();
+  }
+
+  /** The object has left the chain (delivered, dead-lettered or fenced). */
+  #left(key: string): void {
+    const inChain = this.#inflight.get(key);
+    if (!inChain) return;
+    this.#inflight.delete(key);
+    this.#unchain(key, inChain);
+    inChain.leave();
+    this.#commitSoon();
+  }
+
+  #unchain(key: string, inChain: InChain): void {
+    const byFirst = this.#chained.get(inChain.partition);
+    const chained = byFirst?.get(inChain.first);
+    if (byFirst === undefined || chained === undefined) return;
+    chained.keys.delete(key);
+    if (chained.keys.size === 0) byFirst.delete(inChain.first);
+    if (byFirst.size === 0) this.#chained.delete(inChain.partition);
+  }
+
+  /**
+   * The fence (asked before each attempt to publish an object): may this
+   * worker write it? Yes while the group has not rebalanced since its records
+   * were read. After a rebalance the partition may be another worker's,
+   * which reads the records again from the committed offset and may cut them
+   * into other batches (a cut for room in its budget): this worker's late
+   * object would then overwrite the other's under the same key, and its
+   * records past the other's cut would be in two objects. So it is written
+   * only when this worker committed past it (with a spool: sealed, then
+   * committed; the next reader starts after it). Else it is fenced: not
+   * written, and read again (by this worker too, if the partition is its
+   * own again).
+   */
+  async #mayPublish(key: string): Promise<boolean> {
+    const inChain = this.#inflight.get(key);
+    // Not of this run's reading: a batch an earlier run left sealed in the spool is written as it was.
+    if (inChain === undefined) return true;
+    if (inChain.fenced) return false;
+    if (inChain.generation === this.#generation) return true;
+    // Commits under way may take the offset past it: wait for every round started so far.
+    for (;;) {
+      const round = this.#commits;
+      await round.catch(() => {});
+      if (this.#commits === round) break;
+    }
+    if ((this.#committedPast.get(inChain.partition) ?? -1) > inChain.last) return true;
+    if (inChain.fenced) return false;
+    inChain.fenced = true;
+    // A reading of the partition now must not pass over it, and one that has must read it again.
+    this.#unchain(key, inChain);
+    const live = this.#states.get(inChain.partition);
+    if (live instanceof PartitionState && !live.dead && live.batcher.next > inChain.first) this.#reset(live, `its batch at offsets ${inChain.first}-${inChain.last}, read before a rebalance, is read again (the old reading is not written)`);
+    return false;
   }
 
   #commitSoon(): void {
@@ -550,6 +629,7 @@ export class KafkaWorker extends EventEmitter {
     for (const { state, committed } of wanted) {
       state.committed = committed;
       state.batcher.forget(committed.offset);
+      if (committed.offset > (this.#committedPast.get(state.id) ?? -1)) this.#committedPast.set(state.id, committed.offset);
     }
   }
 
@@ -594,7 +674,7 @@ export class KafkaWorker extends EventEmitter {
       // Batches still on their way from an earlier reading: the batch before each of them ends where it did then.
       for (const first of this.#chained.get(id)?.keys() ?? []) if (first > offset && first > 0) cuts.push(first - 1);
       const batcher = new PartitionBatcher({ groupId: this.#o.groupId, topic, partition, windowMs, maxObjectBytes, maxBatchBytes: this.#o.maxBatchBytes, sealed: this.#durable }, cuts);
-      const state = new PartitionState(topic, partition, batcher, { offset, metadata: offset >= 0 ? metadata : '' });
+      const state = new PartitionState(topic, partition, generation, batcher, { offset, metadata: offset >= 0 ? metadata : '' });
       if (generation !== this.#generation) state.dead = true;
       else this.#states.set(id, state);
       return state;
