@@ -231,6 +231,36 @@ serial('a partition taken over while the old owner retries its uploads (S3 answe
   t.is(a.stats().fenced, aBatches);
 });
 
+serial('a worker stopped (SIGSTOP) past its session with its uploads waiting for S3 (503), while another takes its partition and cuts its batches shorter; continued with S3 back: its lease has run out, so its objects wait for a heartbeat, which tells it it left: fenced, every record once', async (t) => {
+  const topic = 'zombie-fence';
+  await env.kafka.createTopic(topic, 1);
+  const s3a = await blockableS3();
+  t.teardown(() => s3a.proxy.close());
+  // 6000 records of ~1 KiB in one minute that ended long ago: 4 batches (3 of 1.5 MiB by size, the rest cut when quiet).
+  await produce(topic, 1, 0, 6000, () => T0, 1000);
+  s3a.block(true);
+  const a = startWorker({ topic, groupId: 'g-zombie-fence', prefix: topic, clientId: 's3-sink-a', endpoint: s3a.proxy.endpoint, maxBufferedBytes: 16 * 1024 * 1024, maxBatchBytes: 1536 * 1024, retry: { attempts: 100, baseMs: 200, capMs: 2000 } });
+  t.teardown(() => a.process.kill('SIGKILL'));
+  const triedKeys = () => new Set(s3a.proxy.log.filter((l) => l.operation === 'PutObject').map((l) => l.url.split('?')[0])).size;
+  await eventually(() => triedKeys() === 4, 'a tries to write its 4 batches', 30_000);
+  a.process.kill('SIGSTOP');
+  // B (a budget of 1 MiB, smaller than a batch) gets the partition once A's session has run out, and cuts every batch for room.
+  const b = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-zombie-fence', clientId: 'aaa-b', idleMs: 300, sessionTimeoutMs: 6000, maxBatchBytes: 1536 * 1024, sink: { bucket: 'bucket', prefix: topic, windowMs: 2000, gzipLevel: 1, maxBufferedBytes: 1024 * 1024, s3: s3Options() } });
+  t.teardown(() => b.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-zombie-fence', topic), 'b wrote and committed everything', 60_000);
+  t.true(b.stats().cuts > 1, 'b cut its batches for room');
+  // A goes on with S3 back: its retries come due at once, before it has heard from the group.
+  s3a.block(false);
+  a.process.kill('SIGCONT');
+  // Then it is stopped: close() waits for each of its objects to be written or fenced.
+  a.process.kill('SIGTERM');
+  t.is(await a.exited, 0, a.stderr.join('\n'));
+  await b.close();
+  t.deepEqual(a.objects, [], 'a wrote nothing');
+  t.is((a.closed as { fenced: number } | null)?.fenced, 4);
+  await assertExactlyOnce(t, `${topic}/`, 6000);
+});
+
 serial('a topic written in transactions (each commit leaves a control record the consumer never sees): every record once, and the lag reaches 0', async (t) => {
   const topic = 'transactional';
   await env.kafka.createTopic(topic, 2);

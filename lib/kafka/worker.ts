@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { Transform, type Duplex, type TransformCallback, type Writable } from 'node:stream';
 import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage } from 'kafkajs';
 import type { BytesPiece } from '../batch.js';
@@ -193,6 +194,18 @@ export class KafkaWorker extends EventEmitter {
    */
   readonly #chained = new Map<string, Map<number, Chained>>();
   #generation = 0;
+  /**
+   * Until when (`performance.now()`) the group keeps this member in its
+   * generation even if it heard nothing more from it: a session after the
+   * heartbeat before the last one that succeeded (the last one was sent
+   * after that one returned, and the broker counts the session from what
+   * it receives). Past it the member may have been evicted unawares (a
+   * process stopped, a long pause) and its partitions given to another.
+   */
+  #leaseUntil = 0;
+  #lastBeat = 0;
+  /** Woken at each heartbeat that succeeds and at each rebalance. */
+  #beatWaiters: (() => void)[] = [];
   #commits: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
   #stopping = false;
@@ -237,11 +250,23 @@ export class KafkaWorker extends EventEmitter {
       logLevel: logLevel.NOTHING,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000, ...options.client?.retry },
     });
-    this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, maxBytes: FETCH_MAX_BYTES, maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION, sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
+    // A fetch with nothing to read (or every partition paused) waits maxWaitTimeInMs before the heartbeat that
+    // follows it: at most a sixth of the session, so that the lease (see #leaseUntil) is renewed well before it ends.
+    this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, maxBytes: FETCH_MAX_BYTES, maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION, maxWaitTimeInMs: Math.min(5000, Math.floor(this.#o.sessionTimeoutMs / 6)), sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
     this.#admin = this.#kafka.admin();
     // Before this member joins the group again (after which another may own its partitions), and after it has joined.
     this.#consumer.on(this.#consumer.events.REBALANCING, () => this.#rebalanced());
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => this.#rebalanced());
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      this.#rebalanced();
+      // The session starts no earlier than the join request went out.
+      this.#lastBeat = performance.now() - payload.duration;
+      this.#leaseUntil = this.#lastBeat + this.#o.sessionTimeoutMs;
+    });
+    this.#consumer.on(this.#consumer.events.HEARTBEAT, () => {
+      this.#leaseUntil = this.#lastBeat + this.#o.sessionTimeoutMs;
+      this.#lastBeat = performance.now();
+      for (const wake of this.#beatWaiters.splice(0)) wake();
+    });
     // A fetch of only control records or aborted ones never reaches eachBatch: its offsets are passed here.
     this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
       if (payload.batchSize === 0 && payload.firstOffset !== null) this.#passed(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset), Number(payload.highWatermark));
@@ -573,7 +598,7 @@ export class KafkaWorker extends EventEmitter {
     // Not of this run's reading: a batch an earlier run left sealed in the spool is written as it was.
     if (inChain === undefined) return true;
     if (inChain.fenced) return false;
-    if (inChain.generation === this.#generation) return true;
+    if (inChain.generation === this.#generation && (await this.#inGroup(inChain.generation))) return true;
     // Commits under way may take the offset past it: wait for every round started so far.
     for (;;) {
       const round = this.#commits;
@@ -588,6 +613,28 @@ export class KafkaWorker extends EventEmitter {
     const live = this.#states.get(inChain.partition);
     if (live instanceof PartitionState && !live.dead && live.batcher.next > inChain.first) this.#reset(live, `its batch at offsets ${inChain.first}-${inChain.last}, read before a rebalance, is read again (the old reading is not written)`);
     return false;
+  }
+
+  /**
+   * This member is still in `generation` of the group: no rebalance since,
+   * and its lease holds (else it waits, up to a session, for a heartbeat that
+   * renews it or for the rebalance that says it left).
+   */
+  async #inGroup(generation: number): Promise<boolean> {
+    const deadline = performance.now() + this.#o.sessionTimeoutMs;
+    for (;;) {
+      if (generation !== this.#generation) return false;
+      const now = performance.now();
+      if (now < this.#leaseUntil) return true;
+      if (now >= deadline || this.#failed) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - now);
+        this.#beatWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   #commitSoon(): void {
@@ -656,6 +703,7 @@ export class KafkaWorker extends EventEmitter {
   /** After every rebalance kafkajs reads each assigned partition again from its committed offset: so does the batching. */
   #rebalanced(): void {
     this.#generation += 1;
+    for (const wake of this.#beatWaiters.splice(0)) wake();
     for (const entry of [...this.#states.values()]) if (!(entry instanceof Promise)) this.#drop(entry);
     this.#states.clear();
   }
