@@ -5,7 +5,7 @@ import { Spool } from './spool.js';
 import type { Delivered } from './stages/upload.js';
 import { OptionError } from './errors.js';
 import { Ledger } from './ledger.js';
-import { resolveOptions, type ResolvedOptions, type SinkOptions } from './options.js';
+import { resolveOptions, type InputTraits, type ResolvedOptions, type SinkOptions } from './options.js';
 import { Transport, type RetryInfo } from './transport.js';
 
 /** One per completed object (the `'object'` event). */
@@ -216,9 +216,9 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   /** Set by `window` while it waits for the spool's `maxBytes` to drain (see `full`). */
   spoolAtMax = false;
 
-  constructor(options: SinkOptions = {}) {
+  constructor(options: SinkOptions = {}, traits: InputTraits = {}) {
     super();
-    this.options = resolveOptions(options);
+    this.options = resolveOptions(options, traits);
     this.#ownsClient = this.options.client === undefined;
     // The transport retries; the SDK's own retry layer would multiply attempts.
     this.client = this.options.client ?? new S3Client({ maxAttempts: 1, ...this.options.s3 });

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { Transform, type Duplex, type TransformCallback, type Writable } from 'node:stream';
 import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage } from 'kafkajs';
 import type { BytesPiece } from '../batch.js';
-import { sinkContext, type SinkContext, type SinkStats } from '../context.js';
+import { SinkContext, type SinkStats } from '../context.js';
 import type { DeadLetter } from '../deadLetter.js';
 import { messageOf, OptionError, S3SinkError } from '../errors.js';
 import { compressorBytes, decide } from '../ledger.js';
@@ -173,6 +173,8 @@ export class KafkaWorker extends EventEmitter {
   readonly #consumer: Consumer;
   readonly #admin: Admin;
   readonly #durable: boolean;
+  /** The prefix template has `{kafka:...}` placeholders. */
+  readonly #withMeta: boolean;
   readonly #stats: KafkaStats = { records: 0, batches: 0, cuts: 0, commits: 0, resets: 0 };
   /** Assigned partitions by `topic\0partition`, or a promise while their committed offsets are read. */
   readonly #states = new Map<string, PartitionState | Promise<PartitionState>>();
@@ -221,11 +223,12 @@ export class KafkaWorker extends EventEmitter {
   constructor(options: KafkaSinkOptions) {
     super();
     const o = validate(options);
-    this.#ctx = sinkContext({ ...options.sink, input: 'records' });
+    this.#ctx = new SinkContext({ ...options.sink, input: 'records' }, { kafkaRecords: true });
     const resolved = this.#ctx.options;
     this.#o = { ...o, maxBatchBytes: options.maxBatchBytes ?? Math.max(1, Math.min(resolved.maxObjectBytes, Math.floor(resolved.maxBufferedBytes / 2))) };
     this.#router = new Router(this.#ctx);
     this.#durable = this.#ctx.spool !== null;
+    this.#withMeta = (resolved.prefixTemplate?.meta.length ?? 0) > 0;
     // Batches arrive joined (see Share in batcher.ts): the chain starts at the spool.
     const stages: (Duplex | Writable)[] = [spool(this.#ctx)];
     if (this.#durable) stages.push(new SealWatch((key) => this.#safe(key, false)));
@@ -385,7 +388,7 @@ export class KafkaWorker extends EventEmitter {
     state.lastRecordAt = Date.now();
     let routed: RoutedEvent | null = null;
     if (message.value === null) this.#ctx.reject('ERR_S3SINK_RECORD', `Kafka record ${state.topic}/${state.partition}@${record.offset} has no value (a tombstone): nothing to write`, '');
-    else routed = this.#router.route({ payload: message.value });
+    else routed = this.#router.route({ payload: message.value }, this.#withMeta ? (name) => metaValue(state, message, name) : undefined);
     return this.#admit(state, record, routed) ? true : this.#admitLater(state, record, routed, heartbeat);
   }
 
@@ -787,6 +790,16 @@ export class KafkaWorker extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', err);
     this.close().catch(() => {});
   }
+}
+
+/** A record's key, topic, partition or header (`header.NAME`; the first, if several), as UTF-8, for a `{kafka:...}` placeholder. */
+function metaValue(state: PartitionState, message: KafkaMessage, name: string): string | undefined {
+  if (name === 'topic') return state.topic;
+  if (name === 'partition') return String(state.partition);
+  if (name === 'key') return message.key?.toString('utf8') ?? undefined;
+  let value = message.headers?.[name.slice('header.'.length)];
+  if (Array.isArray(value)) value = value[0];
+  return value === undefined ? undefined : value.toString('utf8');
 }
 
 /** After the spool: a batch's end passing here means its segment is complete and fsynced (its records are durable). */
