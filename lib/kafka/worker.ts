@@ -209,6 +209,8 @@ export class KafkaWorker extends EventEmitter {
   /** Woken at each heartbeat that succeeds and at each rebalance. */
   #beatWaiters: (() => void)[] = [];
   #commits: Promise<void> = Promise.resolve();
+  /** Commits kafkajs made (its COMMIT_OFFSETS event): `commitOffsets()` resolves without committing while its runner is not running (a restart after a crash). */
+  #commitsMade = 0;
   #queued: Promise<void> | null = null;
   #stopping = false;
   #failed: Error | null = null;
@@ -264,6 +266,9 @@ export class KafkaWorker extends EventEmitter {
       // The session starts no earlier than the join request went out.
       this.#lastBeat = performance.now() - payload.duration;
       this.#leaseUntil = this.#lastBeat + this.#o.sessionTimeoutMs;
+    });
+    this.#consumer.on(this.#consumer.events.COMMIT_OFFSETS, () => {
+      this.#commitsMade += 1;
     });
     this.#consumer.on(this.#consumer.events.HEARTBEAT, () => {
       this.#leaseUntil = this.#lastBeat + this.#o.sessionTimeoutMs;
@@ -661,6 +666,10 @@ export class KafkaWorker extends EventEmitter {
       });
     this.#queued = next;
     this.#commits = next;
+    // A failed round is tried again (nothing else may come to move the offsets: a quiet topic).
+    next.catch(() => {
+      if (!this.#stopping && this.#failed === null) setTimeout(() => this.#commitSoon(), 1000).unref();
+    });
     return next;
   }
 
@@ -674,7 +683,9 @@ export class KafkaWorker extends EventEmitter {
       if (offset !== state.committed.offset || metadata !== state.committed.metadata) wanted.push({ state, committed: { offset, metadata } });
     }
     if (wanted.length === 0) return;
+    const made = this.#commitsMade;
     await this.#consumer.commitOffsets(wanted.map(({ state, committed }) => ({ topic: state.topic, partition: state.partition, offset: String(committed.offset), metadata: committed.metadata })));
+    if (this.#commitsMade === made) throw new KafkaSinkError('the offsets were not committed: the Kafka consumer is not running (it restarts after a failure)');
     this.#stats.commits += 1;
     for (const { state, committed } of wanted) {
       state.committed = committed;
