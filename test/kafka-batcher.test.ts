@@ -1,7 +1,7 @@
 import test from 'ava';
 import { destination, type Destination } from '../lib/batch.js';
 import { lineBytes } from '../lib/framing.js';
-import { decodeCuts, encodeCuts, PartitionBatcher, piecesOf, shareLines, type LogBatch } from '../lib/kafka/batcher.js';
+import { decodeCuts, encodeCuts, MAX_METADATA_BYTES, PartitionBatcher, piecesOf, shareLines, type LogBatch } from '../lib/kafka/batcher.js';
 import { Frontier } from '../lib/kafka/frontier.js';
 import { consumeKafka } from '../lib/kafka/index.js';
 import { parseKey } from '../lib/key.js';
@@ -200,6 +200,16 @@ test('decodeCuts: metadata that is not ours or is damaged has no cuts', (t) => {
   t.deepEqual(decodeCuts('{"other":1}'), []);
   t.deepEqual(decodeCuts('not json'), []);
   t.deepEqual(decodeCuts(encodeCuts([3, 9])), [3, 9]);
+  t.deepEqual(decodeCuts(encodeCuts([])), []);
+  t.deepEqual(decodeCuts(encodeCuts([9, 3, 2 ** 52])), [3, 9, 2 ** 52]);
+  // Version 1, which earlier releases wrote, is still read.
+  t.deepEqual(decodeCuts('{"s3sink":1,"cuts":[3,9]}'), [3, 9]);
+  t.deepEqual(decodeCuts('{"s3sink":2,"cuts":"3,-6"}'), []);
+  t.deepEqual(decodeCuts('{"s3sink":2,"cuts":[3]}'), []);
+  // Cuts a batch of a few thousand records apart: about 800 fit in Kafka's 4 KiB.
+  const many = Array.from({ length: 800 }, (_, i) => 1_000_000_000 + i * 5000);
+  t.true(encodeCuts(many).length <= MAX_METADATA_BYTES, `${encodeCuts(many).length} bytes`);
+  t.deepEqual(decodeCuts(encodeCuts(many)), many);
 });
 
 test('Frontier: the committed offset moves past a batch only once it and every batch before it are safe', (t) => {

@@ -15,7 +15,7 @@ import { spool } from '../stages/spool.js';
 import { upload } from '../stages/upload.js';
 import { STREAM_AFTER_BYTES } from '../stages/window.js';
 import { whenWritable } from '../streams.js';
-import { decodeCuts, encodeCuts, PartitionBatcher, piecesOf, type LogBatch, type LogRecord } from './batcher.js';
+import { decodeCuts, encodeCuts, MAX_METADATA_BYTES, PartitionBatcher, piecesOf, type LogBatch, type LogRecord } from './batcher.js';
 import { Frontier, type Pending } from './frontier.js';
 
 export interface KafkaSinkOptions {
@@ -457,16 +457,30 @@ export class KafkaWorker extends EventEmitter {
     state.batcher.skip(chained.last);
   }
 
-  /** Cuts the open batch holding the most of the budget (a recorded cut); `false` when no batch is open. */
+  /** Cuts the open batch holding the most of the budget (a recorded cut); `false` when no batch is open (or none can be cut). */
   #cutLargest(): boolean {
     let largest: PartitionState | null = null;
     for (const state of this.#liveStates()) {
       const open = state.batcher.open;
-      if (open !== null && open.bytes > 0 && (largest === null || open.bytes > (largest.batcher.open as LogBatch).bytes)) largest = state;
+      if (open !== null && open.bytes > 0 && this.#canRecordCut(state) && (largest === null || open.bytes > (largest.batcher.open as LogBatch).bytes)) largest = state;
     }
     if (largest === null) return false;
     this.#cut(largest);
     return true;
+  }
+
+  /**
+   * One more cut of the partition fits in its commit metadata. It may not
+   * when many batches were cut while the committed offset could not move (an
+   * S3 outage without a spool): the partition's batch is then not cut (it
+   * waits, as a full budget of undelivered batches does) until commits move on.
+   */
+  #canRecordCut(state: PartitionState): boolean {
+    const open = state.batcher.open;
+    if (open === null) return false;
+    if (encodeCuts([...state.batcher.cutsFrom(state.committed.offset), open.last]).length <= MAX_METADATA_BYTES) return true;
+    this.#ctx.warn('S3SINK_KAFKA_CUTS_FULL', `${state.topic}/${state.partition}: its commit metadata has no room for another cut until its committed offset (${state.committed.offset}) moves on: its open batch waits`, true);
+    return false;
   }
 
   /**
@@ -489,6 +503,7 @@ export class KafkaWorker extends EventEmitter {
 
   /** Closes the partition's open batch now; it goes into the chain once the cut is recorded with the committed offset. */
   #cut(state: PartitionState): void {
+    if (!this.#canRecordCut(state)) return;
     const closed = state.batcher.cut();
     if (closed === null) return;
     this.#stats.cuts += 1;
