@@ -3,6 +3,7 @@ import zlib from 'node:zlib';
 import type { Batch, BytesPiece, End } from '../batch.js';
 import { whenWritable } from '../streams.js';
 import type { SinkContext } from '../context.js';
+import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceOptions } from '../gzipPieces.js';
 import { PARALLEL_MEMBERS } from '../ledger.js';
 import { gzipBound } from '../options.js';
 
@@ -15,11 +16,11 @@ import { gzipBound } from '../options.js';
  *   as its bytes arrive, so its parts can go to S3 while its window is open;
  * - a smaller batch is held as it is and compressed in one `zlib.gzip` call
  *   when it ends (a few such calls at a time);
- * - with `parallelGzip`, a streaming batch is instead cut into members of
- *   `MEMBER_BYTES`, compressed independently by several threads at once and
- *   written in order: one hot destination can use every core. A gzip file may
- *   hold several members; zcat, Python's gzip, Java's GZIPInputStream and
- *   Athena read them as one stream.
+ * - with `parallelGzip`, a streaming batch is instead cut into pieces of
+ *   `MEMBER_BYTES`, compressed by several threads at once (each primed with
+ *   the 32 KiB before it) and written in order as ONE gzip member (see
+ *   gzipPieces.ts): one hot destination can use every core, and the object is
+ *   one deflate stream that every gzip reader reads whole.
  *
  * Backpressure: when the next stage is full, every gzip stream pauses; their
  * buffers fill; writes here wait for them (or for a member slot).
@@ -40,13 +41,18 @@ const ONE_SHOT_OUTPUT = 256 * 1024;
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
 
+/** The pieces of a batch compressed apart (see gzipPieces.ts): one gzip member. */
 interface Members {
   submitted: number;
   emitted: number;
   inFlight: number;
   done: Map<number, { raw: number; data: Buffer }>;
-  /** Writes waiting for a member to finish. */
+  /** Writes waiting for a piece to finish. */
   waiting: (() => void)[];
+  /** CRC-32 and length of the pieces submitted (in order). */
+  sum: MemberSum;
+  /** The last DICTIONARY_BYTES of the pieces submitted: the next one's dictionary. */
+  tail: Buffer | undefined;
 }
 
 interface State {
@@ -102,7 +108,7 @@ export class Gzip extends Duplex {
       state.pendingBytes += piece.data.length;
       if (!piece.batch.streaming) continue;
       if (this.#ctx.options.parallelGzip) {
-        state.members ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [] };
+        state.members ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [], sum: new MemberSum(), tail: undefined };
         members = true;
         if (state.pendingBytes >= MEMBER_BYTES) this.#submitMembers(state, false);
         if (state.members.inFlight >= PARALLEL_MEMBERS) slots.add(state.members);
@@ -217,12 +223,16 @@ export class Gzip extends Duplex {
     }
   }
 
-  /** Compresses `raw` as the batch's next member; members are written in order. */
+  /** Compresses `raw` as the batch's next piece; pieces are written in order, after the member's header. */
   #submitMember(state: State, raw: Buffer): void {
     const members = state.members as Members;
     const seq = members.submitted++;
     members.inFlight += 1;
-    zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
+    const level = this.#ctx.options.gzipLevel;
+    const options = pieceOptions(level, members.tail, this.#oneShotOptions(raw).chunkSize);
+    members.sum.add(raw);
+    members.tail = Buffer.from(raw.subarray(Math.max(0, raw.length - DICTIONARY_BYTES)));
+    zlib.deflateRaw(raw, options, (err, compressed) => {
       members.inFlight -= 1;
       if (this.destroyed) return;
       if (err) {
@@ -231,13 +241,20 @@ export class Gzip extends Duplex {
       }
       members.done.set(seq, { raw: raw.length, data: compact(compressed) });
       for (let next = members.done.get(members.emitted); next; next = members.done.get(members.emitted)) {
+        if (members.emitted === 0) this.#emit(state.batch, 0, gzipHeader(level));
         members.done.delete(members.emitted++);
         this.#emit(state.batch, next.raw, next.data);
       }
       if (state.pendingBytes >= (state.ended ? 1 : MEMBER_BYTES)) this.#submitMembers(state, state.ended);
-      if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finish(state);
+      if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finishMembers(state);
       members.waiting.splice(0).forEach((wake) => wake());
     });
+  }
+
+  /** Every piece is written: the member's end (final block and trailer), then the batch's. */
+  #finishMembers(state: State): void {
+    this.#emit(state.batch, 0, (state.members as Members).sum.end());
+    this.#finish(state);
   }
 
   #end(end: End): void {
@@ -253,7 +270,7 @@ export class Gzip extends Duplex {
     state.ended = true;
     if (state.members !== null) {
       if (state.pendingBytes > 0) this.#submitMembers(state, true);
-      if (state.pendingBytes === 0 && state.members.emitted === state.members.submitted) this.#finish(state);
+      if (state.pendingBytes === 0 && state.members.emitted === state.members.submitted) this.#finishMembers(state);
       return;
     }
     if (state.stream !== null) {
