@@ -206,8 +206,10 @@ test('decodeCuts: metadata that is not ours or is damaged has no cuts', (t) => {
   t.deepEqual(decodeCuts('{"s3sink":1,"cuts":[3,9]}'), [3, 9]);
   t.deepEqual(decodeCuts('{"s3sink":2,"cuts":"3,-6"}'), []);
   t.deepEqual(decodeCuts('{"s3sink":2,"cuts":[3]}'), []);
-  // Cuts a batch of a few thousand records apart: about 800 fit in Kafka's 4 KiB.
+  // Version 1 while it fits (every release reads it); cuts a batch of a few thousand records apart: about 800 fit in Kafka's 4 KiB.
+  t.is(encodeCuts([3, 9]), '{"s3sink":1,"cuts":[3,9]}');
   const many = Array.from({ length: 800 }, (_, i) => 1_000_000_000 + i * 5000);
+  t.true(encodeCuts(many).startsWith('{"s3sink":2,'));
   t.true(encodeCuts(many).length <= MAX_METADATA_BYTES, `${encodeCuts(many).length} bytes`);
   t.deepEqual(decodeCuts(encodeCuts(many)), many);
 });

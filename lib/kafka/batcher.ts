@@ -285,12 +285,17 @@ export const MAX_METADATA_BYTES = 4000;
 
 /**
  * The commit metadata of a partition: the recorded cuts at or after its
- * committed offset, ascending, as the first in base 36 and then the gaps
- * between them (`{"s3sink":2,"cuts":"2n9c,rs,1a"}`): about 5 bytes a cut,
- * so some 800 fit in Kafka's 4 KiB. Version 1 (a JSON array) is still read.
+ * committed offset, ascending: `{"s3sink":1,"cuts":[...]}` while that fits
+ * in MAX_METADATA_BYTES (what every release reads), else version 2, the
+ * first in base 36 and then the gaps between them
+ * (`{"s3sink":2,"cuts":"2n9c,rs,1a"}`): about 5 bytes a cut, so some 800 fit
+ * in Kafka's 4 KiB, where version 1 holds about 300 (and a commit of more
+ * would fail).
  */
 export function encodeCuts(cuts: readonly number[]): string {
   const sorted = [...cuts].sort((a, b) => a - b);
+  const v1 = JSON.stringify({ s3sink: 1, cuts: sorted });
+  if (v1.length <= MAX_METADATA_BYTES) return v1;
   return JSON.stringify({ s3sink: 2, cuts: sorted.map((cut, i) => (cut - (i === 0 ? 0 : (sorted[i - 1] as number))).toString(36)).join(',') });
 }
 

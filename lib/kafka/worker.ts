@@ -185,8 +185,15 @@ export class KafkaWorker extends EventEmitter {
    * again: one key, one upload, one segment.
    */
   readonly #inflight = new Map<string, InChain>();
-  /** By partition (`topic\0partition`): the highest offset this worker has committed (every record below it is safe and stays so). */
-  readonly #committedPast = new Map<string, number>();
+  /**
+   * By partition (`topic\0partition`): the highest offset this worker has
+   * sent in a commit, whether or not it knows the commit was made (a reply
+   * lost, or a rebalance while kafkajs retried it): every record below it is
+   * safe (delivered, or sealed in the spool), and may be what the group's
+   * offset says, so nothing below it is ever fenced (its segment would be
+   * deleted while no reader reads its records again).
+   */
+  readonly #sentPast = new Map<string, number>();
   /**
    * The same batches by partition (`topic\0partition`) and first offset. A
    * partition read again (after a rebalance or a reset) while some of its
@@ -279,7 +286,11 @@ export class KafkaWorker extends EventEmitter {
     this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
       if (payload.batchSize === 0 && payload.firstOffset !== null) this.#passed(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset), Number(payload.highWatermark));
     });
+    // A crash (kafkajs leaves the group, and joins again if it restarts) and a stop leave without a rebalance
+    // this member takes part in: the partitions may be another's at once.
+    this.#consumer.on(this.#consumer.events.STOP, () => this.#leftGroup());
     this.#consumer.on(this.#consumer.events.CRASH, (event) => {
+      this.#leftGroup();
       if (!event.payload.restart) this.#fail(new KafkaSinkError(`the Kafka consumer stopped: ${messageOf(event.payload.error)}`, { cause: event.payload.error }));
     });
     this.#start().catch((err: unknown) => this.#fail(err as Error));
@@ -621,6 +632,8 @@ export class KafkaWorker extends EventEmitter {
     // Not of this run's reading: a batch an earlier run left sealed in the spool is written as it was.
     if (inChain === undefined) return true;
     if (inChain.fenced) return false;
+    const sentPast = () => (this.#sentPast.get(inChain.partition) ?? -1) > inChain.last;
+    if (sentPast()) return true;
     if (inChain.generation === this.#generation && (await this.#inGroup(inChain.generation))) return true;
     // Commits under way may take the offset past it: wait for every round started so far.
     for (;;) {
@@ -628,13 +641,16 @@ export class KafkaWorker extends EventEmitter {
       await round.catch(() => {});
       if (this.#commits === round) break;
     }
-    if ((this.#committedPast.get(inChain.partition) ?? -1) > inChain.last) return true;
+    if (sentPast()) return true;
     if (inChain.fenced) return false;
     inChain.fenced = true;
-    // A reading of the partition now must not pass over it, and one that has must read it again.
+    // A reading of the partition now must not pass over it, and one that has must read it again
+    // (unless it started past it: the partition's new owner committed past it, having written it).
     this.#unchain(key, inChain);
     const live = this.#states.get(inChain.partition);
-    if (live instanceof PartitionState && !live.dead && live.batcher.next > inChain.first) this.#reset(live, `its batch at offsets ${inChain.first}-${inChain.last}, read before a rebalance, is read again (the old reading is not written)`);
+    if (!this.#stopping && live instanceof PartitionState && !live.dead && live.batcher.next > inChain.first && live.committed.offset <= inChain.last) {
+      this.#reset(live, `its batch at offsets ${inChain.first}-${inChain.last}, read before a rebalance, is read again (the old reading is not written)`);
+    }
     return false;
   }
 
@@ -698,14 +714,21 @@ export class KafkaWorker extends EventEmitter {
       if (offset !== state.committed.offset || metadata !== state.committed.metadata) wanted.push({ state, committed: { offset, metadata } });
     }
     if (wanted.length === 0) return;
+    for (const { state, committed } of wanted) if (committed.offset > (this.#sentPast.get(state.id) ?? -1)) this.#sentPast.set(state.id, committed.offset);
+    const generation = this.#generation;
     const made = this.#commitsMade;
     await this.#consumer.commitOffsets(wanted.map(({ state, committed }) => ({ topic: state.topic, partition: state.partition, offset: String(committed.offset), metadata: committed.metadata })));
     if (this.#commitsMade === made) throw new KafkaSinkError('the offsets were not committed: the Kafka consumer is not running (it restarts after a failure)');
+    if (generation !== this.#generation) {
+      // kafkajs retried it across a rebalance, and it was made in the new generation, maybe for partitions
+      // that are another worker's now: this worker's states of them are gone; the other's commits overwrite it.
+      this.#ctx.warn('S3SINK_KAFKA_LATE_COMMIT', 'a commit begun before a rebalance was made after it (kafkajs retries commits): the partitions it names may be read again from its offsets by their new owners');
+      throw new KafkaSinkError('the commit was made after a rebalance');
+    }
     this.#stats.commits += 1;
     for (const { state, committed } of wanted) {
       state.committed = committed;
       state.batcher.forget(committed.offset);
-      if (committed.offset > (this.#committedPast.get(state.id) ?? -1)) this.#committedPast.set(state.id, committed.offset);
     }
   }
 
@@ -730,6 +753,12 @@ export class KafkaWorker extends EventEmitter {
   }
 
   /** After every rebalance kafkajs reads each assigned partition again from its committed offset: so does the batching. */
+  /** This member is out of the group (or may be): no object read so far is written unless committed past. */
+  #leftGroup(): void {
+    this.#leaseUntil = 0;
+    this.#rebalanced();
+  }
+
   #rebalanced(): void {
     this.#generation += 1;
     for (const wake of this.#beatWaiters.splice(0)) wake();
@@ -802,6 +831,8 @@ export class KafkaWorker extends EventEmitter {
       if (!this.#allSettled()) await new Promise<void>((resolve) => this.#settledWaiters.push(resolve));
       await this.#commit().catch(() => {});
     }
+    // Leaving the group: what is still on its way is written only if its offsets were sent in a commit.
+    this.#leftGroup();
     await this.#consumer.disconnect().catch(() => {});
     await this.#admin.disconnect().catch(() => {});
     if (this.#failed === null) await this.sink.close();
@@ -813,6 +844,7 @@ export class KafkaWorker extends EventEmitter {
     if (this.#failed) return;
     this.#failed = err;
     for (const wake of this.#settledWaiters.splice(0)) wake();
+    for (const wake of this.#beatWaiters.splice(0)) wake();
     if (this.listenerCount('error') > 0) this.emit('error', err);
     this.close().catch(() => {});
   }
