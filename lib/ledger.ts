@@ -62,6 +62,12 @@ export class Ledger {
   #draining = 0;
   readonly #entries = new Map<string, Entry>();
   #waiters: (() => void)[] = [];
+  /**
+   * Set by `gzip` (without a spool): compresses held lines of open batches
+   * into gzip members, so that they take less of the budget without being
+   * closed. See `compact`.
+   */
+  compactor: ((need: number) => boolean) | null = null;
 
   constructor(max: number) {
     this.max = max;
@@ -99,9 +105,12 @@ export class Ledger {
    */
   convert(batch: BatchRef, raw: number, compressed: number): void {
     const delta = compressed - raw;
-    if (delta >= 0) return;
     const entry = this.#entries.get(batch.key);
-    if (!entry) return;
+    if (!entry || delta >= 0) {
+      // Still a wake-up: `window` may wait for a compaction that did not shrink its lines (incompressible), and then closes batches.
+      this.#notify();
+      return;
+    }
     this.#draining -= drains(entry);
     entry.held += delta;
     this.#draining += drains(entry);
@@ -151,6 +160,17 @@ export class Ledger {
 
   /** Bytes that will be released without closing another batch: those of closed batches, and of full parts on their way. */
   readonly draining = (): number => this.#draining;
+
+  /**
+   * `window`, when the budget is full of open batches that cannot make a
+   * part: asks for `need` bytes (and some room beyond) by compressing held
+   * lines instead of closing batches. `true` when compression is under way
+   * (a conversion will release bytes: wait for it); `false` when there is
+   * nothing to compress (close batches instead).
+   */
+  compact(need: number): boolean {
+    return this.compactor?.(need) ?? false;
+  }
 
   /** Resolves at the next release (or `wake`). */
   released(): Promise<void> {

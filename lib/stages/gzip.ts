@@ -20,6 +20,13 @@ import { gzipBound } from '../options.js';
  *   written in order: one hot destination can use every core. A gzip file may
  *   hold several members; zcat, Python's gzip, Java's GZIPInputStream and
  *   Athena read them as one stream.
+ * - when the memory budget is full of small batches' lines (wide fan-out),
+ *   `window` asks the ledger to compact, and the largest small batches held
+ *   here have their lines compressed into a gzip member each (a few at a time),
+ *   instead of being closed early: the batch stays open, its object gets one
+ *   more member, and the budget is charged the compressed bytes. Not with a
+ *   spool: a batch delivered again from its segment must be the same bytes,
+ *   and members cut where the budget happened to fill could not be.
  *
  * Backpressure: when the next stage is full, every gzip stream pauses; their
  * buffers fill; writes here wait for them (or for a member slot).
@@ -39,6 +46,10 @@ const ONE_SHOTS_AT_ONCE = Math.max(4, PARALLEL_MEMBERS);
 const ONE_SHOT_OUTPUT = 256 * 1024;
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
+/** A small batch holding fewer line bytes than this is not compacted into a member (it would compress poorly). */
+export const COMPACT_MIN_BYTES = 4 * 1024;
+/** A compacted batch that keeps growing is compressed into a member each time it holds this much. */
+const COMPACT_MEMBER_BYTES = MEMBER_BYTES;
 
 interface Members {
   submitted: number;
@@ -65,6 +76,18 @@ interface State {
   credit: number;
   /** Streaming with `parallelGzip`: its members. */
   members: Members | null;
+  /** Compacted (its lines compressed into members when the budget filled): its members, compressed one-shot and written in order. */
+  compacted: Members | null;
+  /** In the one-shot queue (or running): compaction runs, and the final run after its end. */
+  queued: number;
+}
+
+/** A one-shot compression waiting its turn: the batch's pending lines, as a member (`final`: its last, after its end). */
+interface OneShot {
+  state: State;
+  final: boolean;
+  /** A compaction: the line bytes it was counted for in `#compacting`. */
+  counted: number;
 }
 
 type Wait = (done: () => void) => void;
@@ -75,13 +98,16 @@ export class Gzip extends Duplex {
   readonly #states = new Map<string, State>();
   #paused = false;
   #oneShots = 0;
-  readonly #oneShotQueue: State[] = [];
+  readonly #oneShotQueue: OneShot[] = [];
+  /** Line bytes of compactions queued or running (expected to shrink soon). */
+  #compacting = 0;
   #onFinished: (() => void) | null = null;
   readonly #resumeWaiters: (() => void)[] = [];
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 8 });
     this.#ctx = ctx;
+    if (ctx.spool === null) ctx.ledger.compactor = (need) => this.#compact(need);
   }
 
   override _write(pieces: BytesPiece[], _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -100,6 +126,11 @@ export class Gzip extends Duplex {
       }
       state.pending.push(piece.data);
       state.pendingBytes += piece.data.length;
+      if (state.compacted !== null) {
+        // Compacted once: it goes on in members, whether or not it has grown into a streaming batch.
+        if (state.pendingBytes >= COMPACT_MEMBER_BYTES && state.queued === 0) this.#queueOneShot(state, false);
+        continue;
+      }
       if (!piece.batch.streaming) continue;
       if (this.#ctx.options.parallelGzip) {
         state.members ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [] };
@@ -146,13 +177,14 @@ export class Gzip extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     for (const { stream } of this.#states.values()) stream?.destroy();
     this.#states.clear();
+    if (this.#ctx.ledger.compactor !== null) this.#ctx.ledger.compactor = null;
     callback(error);
   }
 
   #state(batch: Batch): State {
     let state = this.#states.get(batch.key);
     if (!state) {
-      state = { batch, acks: null, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null };
+      state = { batch, acks: null, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null, compacted: null, queued: 0 };
       this.#states.set(batch.key, state);
     }
     return state;
@@ -261,33 +293,106 @@ export class Gzip extends Duplex {
       state.stream.end();
       return;
     }
-    this.#oneShotQueue.push(state);
+    this.#queueOneShot(state, true);
+  }
+
+  /**
+   * The ledger's compactor (`window` calls it when the budget is full of open
+   * batches that cannot make a part): queues the largest small batches'
+   * lines for compression into a member each, until what is queued covers
+   * `need` plus an eighth of the budget. `false` when there is nothing worth
+   * compacting (the caller closes batches instead).
+   */
+  #compact(need: number): boolean {
+    if (this.destroyed) return false;
+    const target = need + this.#ctx.ledger.max / 8;
+    if (this.#compacting >= target) return true;
+    const candidates: State[] = [];
+    for (const state of this.#states.values()) {
+      if (!state.ended && state.stream === null && state.members === null && state.queued === 0 && state.pendingBytes >= COMPACT_MIN_BYTES) candidates.push(state);
+    }
+    candidates.sort((a, b) => b.pendingBytes - a.pendingBytes);
+    let queued = false;
+    for (const state of candidates) {
+      if (this.#compacting >= target) break;
+      this.#queueOneShot(state, false);
+      queued = true;
+    }
+    return queued || this.#compacting > 0;
+  }
+
+  #queueOneShot(state: State, final: boolean): void {
+    const counted = final ? 0 : state.pendingBytes;
+    if (!final) state.compacted ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [] };
+    this.#compacting += counted;
+    state.queued += 1;
+    this.#oneShotQueue.push({ state, final, counted });
     this.#runOneShots();
   }
 
   /**
-   * Compresses ended small batches in one call each, a few at a time: each
-   * call holds a compressor's memory while it runs, and thousands of batches
-   * can end at the same instant (a window closing over a wide fan-out).
+   * Compresses ended small batches in one call each, and compacted batches'
+   * members, a few at a time: each call holds a compressor's memory while it
+   * runs, and thousands of batches can end at the same instant (a window
+   * closing over a wide fan-out).
    */
   #runOneShots(): void {
     while (this.#oneShots < ONE_SHOTS_AT_ONCE && this.#oneShotQueue.length > 0) {
-      const state = this.#oneShotQueue.shift() as State;
-      const { batch } = state;
+      const { state, counted: expected } = this.#oneShotQueue.shift() as OneShot;
+      const { batch, compacted } = state;
+      // What was queued as a member's lines may have grown since (all of it goes in), or is gone (taken by an earlier run).
       const raw = this.#takePending(state);
+      if (compacted === null) {
+        // Never compacted: the whole batch in one member.
+        this.#oneShots += 1;
+        zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
+          this.#oneShots -= 1;
+          state.queued -= 1;
+          if (this.destroyed) return;
+          if (err) {
+            this.destroy(err);
+            return;
+          }
+          this.#emit(batch, raw.length, compact(compressed));
+          this.#finish(state);
+          this.#runOneShots();
+        });
+        continue;
+      }
+      if (raw.length === 0) {
+        this.#compacting -= expected;
+        state.queued -= 1;
+        this.#afterMember(state);
+        continue;
+      }
+      const seq = compacted.submitted++;
+      compacted.inFlight += 1;
       this.#oneShots += 1;
       zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
         this.#oneShots -= 1;
+        compacted.inFlight -= 1;
+        state.queued -= 1;
+        this.#compacting -= expected;
         if (this.destroyed) return;
         if (err) {
           this.destroy(err);
           return;
         }
-        this.#emit(batch, raw.length, compact(compressed));
-        this.#finish(state);
+        compacted.done.set(seq, { raw: raw.length, data: compact(compressed) });
+        for (let next = compacted.done.get(compacted.emitted); next; next = compacted.done.get(compacted.emitted)) {
+          compacted.done.delete(compacted.emitted++);
+          this.#emit(batch, next.raw, next.data);
+        }
+        this.#afterMember(state);
         this.#runOneShots();
       });
     }
+  }
+
+  /** A compacted batch's member is done (or had nothing to take): it finishes once ended with every member written. */
+  #afterMember(state: State): void {
+    const compacted = state.compacted as Members;
+    if (state.ended && state.queued === 0 && state.pendingBytes === 0 && compacted.emitted === compacted.submitted) this.#finish(state);
   }
 
   /**
