@@ -5,7 +5,7 @@ import { Spool } from './spool.js';
 import type { Delivered } from './stages/upload.js';
 import { OptionError } from './errors.js';
 import { Ledger } from './ledger.js';
-import { resolveOptions, type ResolvedOptions, type SinkOptions } from './options.js';
+import { resolveOptions, type InputTraits, type ResolvedOptions, type SinkOptions } from './options.js';
 import { Transport, type RetryInfo } from './transport.js';
 
 /** One per completed object (the `'object'` event). */
@@ -88,6 +88,8 @@ export interface SinkStats {
   recoveredEvents: number;
   /** Times a batch whose upload failed in a way that can pass went back to the spool to be delivered again. */
   redelivered: number;
+  /** Batches not written because their input no longer owned them when their object was to be published (see `SinkContext.fence`; Kafka workers only). */
+  fenced: number;
   /** Bytes of this run's spool segments on disk now. */
   spooledBytes: number;
 }
@@ -144,6 +146,15 @@ export interface SinkEvents {
   delivered: [Delivered];
   recovered: [Recovered];
   unrouted: [Unrouted];
+  fenced: [Fenced];
+}
+
+/** A batch that was not written because its input lost the right to write it (the `'fenced'` event): another reader writes its records. */
+export interface Fenced {
+  bucket: string;
+  key: string;
+  events: number;
+  acks: unknown[];
 }
 
 type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'spooledBytes'>;
@@ -183,6 +194,7 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     recoveredBatches: 0,
     recoveredEvents: 0,
     redelivered: 0,
+    fenced: 0,
   };
   /** Every request of the sink goes through it: timeouts, retries, the abort signal. */
   readonly transport: Transport;
@@ -193,12 +205,20 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   /** Where the sink's events also go: the S3Sink that wraps this context, if any. */
   #target: EventEmitter = this;
   #disposed = false;
+  /**
+   * Set by an input whose right to a batch can be taken away (a Kafka worker
+   * and the partitions the group gives it): asked before every attempt to
+   * publish an object (PutObject, CompleteMultipartUpload); `false` fences the
+   * batch (its upload is aborted, its segment deleted, `'fenced'` reported).
+   * `null` (the default): every batch may be written.
+   */
+  fence: ((key: string) => Promise<boolean>) | null = null;
   /** Set by `window` while it waits for the spool's `maxBytes` to drain (see `full`). */
   spoolAtMax = false;
 
-  constructor(options: SinkOptions = {}) {
+  constructor(options: SinkOptions = {}, traits: InputTraits = {}) {
     super();
-    this.options = resolveOptions(options);
+    this.options = resolveOptions(options, traits);
     this.#ownsClient = this.options.client === undefined;
     // The transport retries; the SDK's own retry layer would multiply attempts.
     this.client = this.options.client ?? new S3Client({ maxAttempts: 1, ...this.options.s3 });

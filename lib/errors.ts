@@ -22,6 +22,18 @@ export class OptionError extends S3SinkError {
   }
 }
 
+/**
+ * The input that gave a batch no longer allows its object to be written (a
+ * Kafka worker that lost the batch's partition to another worker, which reads
+ * the records again): the upload is aborted, nothing is published, and the
+ * batch is reported `'fenced'`. Never retried.
+ */
+export class FencedError extends S3SinkError {
+  constructor(bucket: string, key: string) {
+    super('ERR_S3SINK_FENCED', `s3://${bucket}/${key} is not written: the input that gave it no longer owns its records (another reader writes them)`);
+  }
+}
+
 /** The clock (the `clock` option) gave a time that no key can be made of: not a number, or outside years 1970 to 9999. */
 export class ClockError extends S3SinkError {
   constructor(value: unknown) {

@@ -1,5 +1,5 @@
 export { s3Sink, composeSink, S3Sink } from './sink.js';
-export { sinkContext, SinkContext, type Receipt, type Recovered, type Rejection, type SinkStats, type SinkWarning, type SweepResult, type Unrouted, type Full } from './context.js';
+export { sinkContext, SinkContext, type Receipt, type Recovered, type Rejection, type SinkStats, type SinkWarning, type SweepResult, type Unrouted, type Fenced, type Full } from './context.js';
 export { redeliverDeadLetters, type DeadLetter, type Redelivery } from './deadLetter.js';
 export { sweepOrphans } from './multipart.js';
 export { DEFAULT_RETRY, backoffDelay, classify, type RetryPolicy } from './retry.js';

@@ -33,6 +33,7 @@ const METRICS = {
   lostBatches: ['s3sink_batches_lost_total', 'counter', 'Batches given up on with no place to keep them.'],
   recoveredBatches: ['s3sink_batches_recovered_total', 'counter', 'Batches an earlier run left in the spool, delivered by this one.'],
   redelivered: ['s3sink_batches_redelivered_total', 'counter', 'Times a batch whose upload failed in a way that can pass went back to the spool.'],
+  fenced: ['s3sink_batches_fenced_total', 'counter', 'Batches not written because their input no longer owned them (Kafka: a partition taken over).'],
   orphansAborted: ['s3sink_orphan_uploads_aborted_total', 'counter', 'Multipart uploads of earlier runs aborted by the orphan sweep.'],
   openBatches: ['s3sink_open_batches', 'gauge', 'Batches open for new events.'],
   bufferedBytes: ['s3sink_buffered_bytes', 'gauge', 'Bytes held against the memory budget (maxBufferedBytes).'],

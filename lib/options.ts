@@ -330,7 +330,13 @@ export function largestObjectFor(partSize: number): number {
   return n;
 }
 
-export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
+/** What an input of the library's own passes beside the user's options. */
+export interface InputTraits {
+  /** It fills `{kafka:...}` prefix placeholders (a Kafka worker). */
+  kafkaRecords?: boolean;
+}
+
+export function resolveOptions(options: SinkOptions = {}, traits: InputTraits = {}): ResolvedOptions {
   if (options === null || typeof options !== 'object') throw new OptionError('options', options, 'an object');
   for (const name of Object.keys(options)) {
     if (!KNOWN.has(name)) {
@@ -356,6 +362,9 @@ export function resolveOptions(options: SinkOptions = {}): ResolvedOptions {
     prefixTemplate = compileTemplate(rawPrefix);
   } catch (err) {
     throw new OptionError('prefix', rawPrefix, `a prefix or template: ${(err as Error).message}`);
+  }
+  if (prefixTemplate !== null && prefixTemplate.meta.length > 0 && !traits.kafkaRecords) {
+    throw new OptionError('prefix', rawPrefix, `a prefix or template of JSON fields: {kafka:${prefixTemplate.meta[0]}} is filled only by Kafka workers (consumeKafka, s3-sink kafka)`);
   }
   const prefix = prefixTemplate ? '' : prefixOption('prefix', rawPrefix);
   const deadLetterPrefix = prefixOption('deadLetterPrefix', o.deadLetterPrefix ?? DEFAULTS.deadLetterPrefix);

@@ -6,6 +6,7 @@ import { fieldReader, NOT_JSON, type FieldReader, type Fields } from './fields.j
 import { encodeLine, lineBytes, type Line, type PayloadError } from './framing.js';
 import { checkPrefix } from './key.js';
 import { bucketNameProblem } from './options.js';
+import type { MetaValues } from './template.js';
 
 /** An event with its destination and its line. */
 export interface RoutedEvent {
@@ -59,7 +60,8 @@ export class Router {
     if (times && time?.get) this.#timeOf = time.get;
   }
 
-  route(event: SinkRecord): RoutedEvent | null {
+  /** `meta`: the values of the template's `{kafka:...}` placeholders for this event (Kafka workers). */
+  route(event: SinkRecord, meta?: MetaValues): RoutedEvent | null {
     // The line first: an event with no line, or too long a one, is rejected before it counts as unrouted.
     let line;
     try {
@@ -75,7 +77,7 @@ export class Router {
       return null;
     }
     if (this.#fields === null && this.#timeOf === null) {
-      const dest = this.#destinationOf(event, undefined);
+      const dest = this.#destinationOf(event, undefined, meta);
       return dest === null ? null : { destination: dest, line, bytes };
     }
     let fields: Fields | undefined;
@@ -86,7 +88,7 @@ export class Router {
     } else {
       time = this.#call(this.#timeOf as TimeOf, event.payload);
     }
-    const dest = this.#destinationOf(event, fields);
+    const dest = this.#destinationOf(event, fields, meta);
     if (dest === null) return null;
     if (time !== time) this.#ctx.counters.untimed += 1;
     return { destination: dest, line, bytes, time };
@@ -103,7 +105,7 @@ export class Router {
   }
 
   /** `fields`: what a reader of the template's fields (first) read of the event already, if one did. */
-  #destinationOf(event: SinkRecord, fields: Fields | undefined): Destination | null {
+  #destinationOf(event: SinkRecord, fields: Fields | undefined, meta: MetaValues | undefined): Destination | null {
     if (event.bucket === undefined && event.prefix === undefined && this.#default) return this.#default;
     const options = this.#ctx.options;
     const bucket = event.bucket ?? options.bucket;
@@ -127,7 +129,7 @@ export class Router {
       return dest;
     }
     if (options.prefixTemplate) {
-      const filled = fields === undefined ? options.prefixTemplate.fillFromPayload(event.payload) : options.prefixTemplate.fillFromFields(fields);
+      const filled = fields === undefined ? options.prefixTemplate.fillFromPayload(event.payload, meta) : options.prefixTemplate.fillFromFields(fields, meta);
       const dest = 'prefix' in filled ? this.#destination(bucket, filled.prefix) : null;
       if (dest !== null && !('problem' in dest)) return dest;
       this.#ctx.counters.unrouted += 1;

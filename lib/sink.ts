@@ -1,5 +1,5 @@
 import { finished, pipeline, Writable, type Duplex } from 'node:stream';
-import { sinkContext, type Receipt, type Recovered, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult, type Unrouted } from './context.js';
+import { sinkContext, type Fenced, type Receipt, type Recovered, type Rejection, type SinkContext, type SinkStats, type SinkWarning, type SweepResult, type Unrouted } from './context.js';
 import type { DeadLetter } from './deadLetter.js';
 import { sweepOrphans } from './multipart.js';
 import type { SinkOptions } from './options.js';
@@ -30,6 +30,7 @@ export interface S3Sink {
   on(event: 'delivered', listener: (delivered: Delivered) => void): this;
   on(event: 'recovered', listener: (recovered: Recovered) => void): this;
   on(event: 'unrouted', listener: (unrouted: Unrouted) => void): this;
+  on(event: 'fenced', listener: (fenced: Fenced) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'object', listener: (receipt: Receipt) => void): this;
   once(event: 'rejected', listener: (rejection: Rejection) => void): this;
@@ -41,6 +42,7 @@ export interface S3Sink {
   once(event: 'delivered', listener: (delivered: Delivered) => void): this;
   once(event: 'recovered', listener: (recovered: Recovered) => void): this;
   once(event: 'unrouted', listener: (unrouted: Unrouted) => void): this;
+  once(event: 'fenced', listener: (fenced: Fenced) => void): this;
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 

@@ -11,28 +11,40 @@ import { prefixProblem } from './key.js';
  * no control characters, no `.` or `..` segments). When it is not (or the
  * event is not a JSON object, or the field is missing) `fill` says why, and
  * the event goes to the dead-letter prefix instead: it is never dropped.
+ *
+ * `{kafka:key}`, `{kafka:topic}`, `{kafka:partition}` and `{kafka:header.NAME}`
+ * take a Kafka record's key, topic, partition or header (as UTF-8) instead:
+ * only Kafka workers fill them (`meta`), and a sink of another input refuses
+ * such a template (see `resolveOptions`).
  */
+
+/** The value of a `{kafka:...}` placeholder (`key`, `topic`, `partition`, `header.NAME`) for one event; `undefined` when it has none. */
+export type MetaValues = (name: string) => string | undefined;
 
 export interface PrefixTemplate {
   /** The template as written. */
   readonly source: string;
   /** The field paths it reads, e.g. `[['kubernetes', 'namespace']]`. */
   readonly fields: readonly (readonly string[])[];
+  /** The names of its `{kafka:...}` placeholders, e.g. `['key', 'header.service']`. */
+  readonly meta: readonly string[];
   /** The prefix for one event, or the reason it cannot be filled. */
-  fill(event: unknown): { prefix: string } | { miss: string };
+  fill(event: unknown, meta?: MetaValues): { prefix: string } | { miss: string };
   /**
    * The same for an event given as the bytes of its JSON: what `fill` gives
    * for `JSON.parse` of them, without building the parsed value.
    */
-  fillFromJson(bytes: Uint8Array): { prefix: string } | { miss: string };
+  fillFromJson(bytes: Uint8Array, meta?: MetaValues): { prefix: string } | { miss: string };
   /** For an event's payload as a sink takes it: a string or bytes are its JSON, anything else is the event itself. */
-  fillFromPayload(payload: unknown): { prefix: string } | { miss: string };
+  fillFromPayload(payload: unknown, meta?: MetaValues): { prefix: string } | { miss: string };
   /**
    * From fields read already (by a `FieldReader` whose first paths are
    * `fields`, in order: a reader of more fields reads a line once for all).
    */
-  fillFromFields(values: Fields): { prefix: string } | { miss: string };
+  fillFromFields(values: Fields, meta?: MetaValues): { prefix: string } | { miss: string };
 }
+
+const META = /^kafka:(key|topic|partition|header\.[A-Za-z0-9_.-]+)$/;
 
 type Filled = { prefix: string } | { miss: string };
 
@@ -43,14 +55,23 @@ export function compileTemplate(source: string): PrefixTemplate | null {
   if (!source.includes('{') && !source.includes('}')) return null;
   const literals: string[] = [];
   const fields: string[][] = [];
+  const meta: string[] = [];
+  /** Per placeholder: the index of its field, or the name of its `{kafka:...}` value. */
+  const slots: (number | string)[] = [];
   let last = 0;
   for (const m of source.matchAll(PLACEHOLDER)) {
     const path = m[1] as string;
-    if (!FIELD_PATH.test(path)) {
-      throw new Error(`placeholder {${path}} is not a field name or dotted path like {service} or {kubernetes.namespace}`);
+    const metaName = META.exec(path)?.[1];
+    if (metaName !== undefined) {
+      meta.push(metaName);
+      slots.push(metaName);
+    } else if (FIELD_PATH.test(path)) {
+      slots.push(fields.length);
+      fields.push(path.split('.'));
+    } else {
+      throw new Error(`placeholder {${path}} is not a field name or dotted path like {service} or {kubernetes.namespace} (or, for Kafka, {kafka:key}, {kafka:topic}, {kafka:partition} or {kafka:header.NAME})`);
     }
     literals.push(source.slice(last, m.index));
-    fields.push(path.split('.'));
     last = (m.index as number) + m[0].length;
   }
   const tail = source.slice(last);
@@ -61,31 +82,48 @@ export function compileTemplate(source: string): PrefixTemplate | null {
   const ownProblem = prefixProblem(`${literals.join('x')}x${tail}`);
   if (ownProblem !== null) throw new Error(`its text outside the placeholders ${ownProblem}`);
   const reader = fieldReader(fields);
-  const fillFromFields = (values: Fields): Filled => {
-    if (values === NOT_JSON) return NOT_JSON_MISS;
-    if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
+  const none: Fields = [];
+  const fillFromFields = (values: Fields, metaValues?: MetaValues): Filled => {
+    if (fields.length > 0) {
+      if (values === NOT_JSON) return NOT_JSON_MISS;
+      if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
+    }
     let prefix = '';
-    for (let i = 0; i < fields.length; i++) {
-      const text = valueText(values[i]);
-      if (typeof text !== 'string') return { miss: `field ${(fields[i] as string[]).join('.')} ${text.miss}` };
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i] as number | string;
+      let text;
+      if (typeof slot === 'number') {
+        text = valueText((values as readonly unknown[])[slot]);
+        if (typeof text !== 'string') return { miss: `field ${(fields[slot] as string[]).join('.')} ${text.miss}` };
+      } else {
+        text = metaText(metaValues?.(slot));
+        if (typeof text !== 'string') return { miss: `{kafka:${slot}} ${text.miss}` };
+      }
       prefix += (literals[i] as string) + text;
     }
     prefix += tail;
     const problem = prefixProblem(prefix);
     return problem === null ? { prefix } : { miss: `filled prefix ${JSON.stringify(prefix.length > 60 ? `${prefix.slice(0, 60)}…` : prefix)} ${problem}` };
   };
+  // A template of `{kafka:...}` placeholders only reads nothing of the event (which need not be JSON).
   return {
     source,
     fields,
-    fill: (event) => fillFromFields(reader.fromObject(event)),
-    fillFromJson: (bytes) => fillFromFields(reader.fromJson(bytes)),
-    fillFromPayload: (payload) => fillFromFields(reader.fromPayload(payload)),
+    meta,
+    fill: (event, metaValues) => fillFromFields(fields.length > 0 ? reader.fromObject(event) : none, metaValues),
+    fillFromJson: (bytes, metaValues) => fillFromFields(fields.length > 0 ? reader.fromJson(bytes) : none, metaValues),
+    fillFromPayload: (payload, metaValues) => fillFromFields(fields.length > 0 ? reader.fromPayload(payload) : none, metaValues),
     fillFromFields,
   };
 }
 
 const NOT_JSON_MISS = Object.freeze({ miss: 'event is not JSON' });
 const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });
+
+function metaText(value: string | undefined): string | { miss: string } {
+  if (value === undefined) return { miss: 'is missing (the record has none)' };
+  return value === '' ? { miss: 'is empty' } : value;
+}
 
 function valueText(value: unknown): string | { miss: string } {
   if (value === undefined) return { miss: 'is missing' };

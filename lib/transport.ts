@@ -44,11 +44,17 @@ export class Transport {
     this.#random = random;
   }
 
-  /** Sends `command`, retrying what can pass; rejects with the last error (its `attempts` says how many were made). */
-  async send<T = unknown>(command: Command, signal?: AbortSignal): Promise<T> {
+  /**
+   * Sends `command`, retrying what can pass; rejects with the last error (its
+   * `attempts` says how many were made). `beforeAttempt` runs before each
+   * attempt: what it throws stops the retries and is what `send` rejects with.
+   */
+  async send<T = unknown>(command: Command, signal?: AbortSignal, beforeAttempt?: () => Promise<void>): Promise<T> {
     const input = command.input as Input;
     const operation = command.constructor.name.replace(/Command$/, '');
     for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted();
+      if (beforeAttempt) await beforeAttempt();
       signal?.throwIfAborted();
       const attemptController = new AbortController();
       const onAbort = () => attemptController.abort(signal?.reason);

@@ -194,6 +194,73 @@ serial('a partition taken over while the old owner still has its batches on thei
   await assertExactlyOnce(t, `${topic}/`, 1500);
 });
 
+serial('a partition taken over while the old owner retries its uploads (S3 answers 503), the new owner cutting its batches shorter for room in a smaller budget: the old owner\'s objects are fenced (not written), so no record is in two objects', async (t) => {
+  const topic = 'fence';
+  await env.kafka.createTopic(topic, 1);
+  const s3a = await blockableS3();
+  t.teardown(() => s3a.proxy.close());
+  // 6000 records of ~1 KiB in one minute that ended long ago: batches of 1.5 MiB by size.
+  await produce(topic, 1, 0, 6000, () => T0, 1000);
+  s3a.block(true);
+  const options = (clientId: string, budget: number, endpoint: string) => ({
+    brokers: env.kafka.brokers,
+    topics: [topic],
+    groupId: 'g-fence',
+    clientId,
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: 1536 * 1024,
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: budget, retry: { attempts: 100, baseMs: 200, capMs: 2000 }, s3: s3Options(endpoint) },
+  });
+  // A (a budget of 16 MiB) reads everything: its batches (1.5 MiB each by the log's rule) wait for S3.
+  const a = consumeKafka(options('s3-sink-a', 16 * 1024 * 1024, s3a.proxy.endpoint));
+  t.teardown(() => a.close().catch(() => {}));
+  await eventually(() => a.stats().records === 6000 && a.stats().cuts === 1, 'a read all (its last batch cut when the partition went quiet)', 30_000);
+  const aBatches = a.stats().batches + a.stats().cuts;
+  // B joins and gets the partition (member ids sort by client id). Its budget (1 MiB) is smaller than a batch:
+  // it cuts each batch for room (recorded cuts), so its first object has the key of A's first, with fewer records.
+  const b = consumeKafka(options('aaa-b', 1024 * 1024, env.s3.endpoint));
+  t.teardown(() => b.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-fence', topic), 'b wrote and committed everything', 60_000);
+  t.true(b.stats().cuts > 1, 'b cut its batches for room');
+  // A's S3 comes back: its uploads, on their way all along, are not written (the partition is not its own any more).
+  s3a.block(false);
+  await eventually(() => a.stats().objects + a.stats().fenced === aBatches, `a's ${aBatches} batches written or fenced`, 30_000);
+  await Promise.all([a.close(), b.close()]);
+  await assertExactlyOnce(t, `${topic}/`, 6000);
+  t.is(a.stats().fenced, aBatches);
+});
+
+serial('a worker stopped (SIGSTOP) past its session with its uploads waiting for S3 (503), while another takes its partition and cuts its batches shorter; continued with S3 back: its lease has run out, so its objects wait for a heartbeat, which tells it it left: fenced, every record once', async (t) => {
+  const topic = 'zombie-fence';
+  await env.kafka.createTopic(topic, 1);
+  const s3a = await blockableS3();
+  t.teardown(() => s3a.proxy.close());
+  // 6000 records of ~1 KiB in one minute that ended long ago: 4 batches (3 of 1.5 MiB by size, the rest cut when quiet).
+  await produce(topic, 1, 0, 6000, () => T0, 1000);
+  s3a.block(true);
+  const a = startWorker({ topic, groupId: 'g-zombie-fence', prefix: topic, clientId: 's3-sink-a', endpoint: s3a.proxy.endpoint, maxBufferedBytes: 16 * 1024 * 1024, maxBatchBytes: 1536 * 1024, retry: { attempts: 100, baseMs: 200, capMs: 2000 } });
+  t.teardown(() => a.process.kill('SIGKILL'));
+  const triedKeys = () => new Set(s3a.proxy.log.filter((l) => l.operation === 'PutObject').map((l) => l.url.split('?')[0])).size;
+  await eventually(() => triedKeys() === 4, 'a tries to write its 4 batches', 30_000);
+  a.process.kill('SIGSTOP');
+  // B (a budget of 1 MiB, smaller than a batch) gets the partition once A's session has run out, and cuts every batch for room.
+  const b = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-zombie-fence', clientId: 'aaa-b', idleMs: 300, sessionTimeoutMs: 6000, maxBatchBytes: 1536 * 1024, sink: { bucket: 'bucket', prefix: topic, windowMs: 2000, gzipLevel: 1, maxBufferedBytes: 1024 * 1024, s3: s3Options() } });
+  t.teardown(() => b.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-zombie-fence', topic), 'b wrote and committed everything', 60_000);
+  t.true(b.stats().cuts > 1, 'b cut its batches for room');
+  // A goes on with S3 back: its retries come due at once, before it has heard from the group.
+  s3a.block(false);
+  a.process.kill('SIGCONT');
+  // Then it is stopped: close() waits for each of its objects to be written or fenced.
+  a.process.kill('SIGTERM');
+  t.is(await a.exited, 0, a.stderr.join('\n'));
+  await b.close();
+  t.deepEqual(a.objects, [], 'a wrote nothing');
+  t.is((a.closed as { fenced: number } | null)?.fenced, 4);
+  await assertExactlyOnce(t, `${topic}/`, 6000);
+});
+
 serial('a topic written in transactions (each commit leaves a control record the consumer never sees): every record once, and the lag reaches 0', async (t) => {
   const topic = 'transactional';
   await env.kafka.createTopic(topic, 2);

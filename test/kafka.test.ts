@@ -180,6 +180,30 @@ serial('poison records (not JSON for the template, too long, a tombstone) never 
   t.is(worker.stats().unrouted, 1);
 });
 
+serial('record metadata in the prefix: {kafka:topic}, {kafka:partition}, {kafka:header.NAME} and {kafka:key}; a record without the header goes to deadLetterPrefix', async (t) => {
+  await env.kafka.createTopic('meta', 2);
+  const messages = [];
+  for (let n = 0; n < 40; n++) {
+    messages.push({ partition: n % 2, key: `k${n % 3}`, timestamp: String(T0), value: JSON.stringify({ n, p: n % 2 }), headers: n % 4 === 0 ? { other: 'x' } : { tenant: n % 8 === 1 ? Buffer.from('acme') : 'globex' } });
+  }
+  await env.producer.send({ topic: 'meta', acks: -1, messages });
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: ['meta'], groupId: 'g-meta', idleMs: 100, sink: { bucket: 'bucket', prefix: 'meta/{kafka:topic}/{kafka:partition}/{kafka:header.tenant}/{kafka:key}/', deadLetterPrefix: 'meta-unrouted/', s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  await eventually(() => lagIsZero('g-meta', 'meta'), 'every offset committed', 30_000);
+  await worker.close();
+  const routed = new Map<number, string>();
+  for (const key of await env.s3.keys('bucket', 'meta/')) {
+    for (const line of await env.s3.lines('bucket', key)) routed.set((JSON.parse(line) as { n: number }).n, key.split('/').slice(1, 5).join('/'));
+  }
+  const unrouted = [];
+  for (const key of await env.s3.keys('bucket', 'meta-unrouted/')) for (const line of await env.s3.lines('bucket', key)) unrouted.push((JSON.parse(line) as { n: number }).n);
+  const expected = new Map<number, string>();
+  for (let n = 0; n < 40; n++) if (n % 4 !== 0) expected.set(n, `meta/${n % 2}/${n % 8 === 1 ? 'acme' : 'globex'}/k${n % 3}`);
+  t.deepEqual(new Map([...routed].sort(([a], [b]) => a - b)), expected);
+  t.deepEqual(unrouted.sort((a, b) => a - b), [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]);
+  t.is(worker.stats().unrouted, 10);
+});
+
 serial('backpressure: S3 slower than the topic pauses consumption and memory stays within the budget (full budgets cut batches, recorded), each record once', async (t) => {
   await env.kafka.createTopic('slow', 6);
   // 2.7 MB in one minute over 6 partitions: their open batches fill the 1 MiB budget before any closes by size.

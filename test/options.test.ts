@@ -38,6 +38,7 @@ test('a bad option names itself, the value and what was expected', (t) => {
   optionError(t, { deadLetterPrefix: '_unrouted\udc00/' }, 'deadLetterPrefix', /\(this one contains a lone surrogate \(U\+DC00\)\)$/);
   optionError(t, { prefix: 'app/\ud800{service}/' }, 'prefix', /its text outside the placeholders contains a lone surrogate \(U\+D800\)$/);
   optionError(t, { prefix: 'app/../{service}/' }, 'prefix', /expected a prefix or template: its text outside the placeholders has a "\.\." segment$/);
+  optionError(t, { prefix: 'app/{kafka:key}/' }, 'prefix', /\{kafka:key\} is filled only by Kafka workers \(consumeKafka, s3-sink kafka\)$/);
   optionError(t, { s3: {}, client: { send() {} } }, 'client', /either client or s3/);
   optionError(t, { maxLineBytes: 2 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 }, 'maxLineBytes', /fit in the memory budget/);
   optionError(t, { maxObjectBytes: 10, maxLineBytes: 10 }, 'maxLineBytes', /fit in an object/);

@@ -49,3 +49,20 @@ test('malformed placeholders are refused with what was wrong', (t) => {
   t.throws(() => compileTemplate('app/./{service}'), { message: 'its text outside the placeholders has a "." segment' });
   t.throws(() => compileTemplate('app/{service}/\t/'), { message: 'its text outside the placeholders contains a control character (U+0009)' });
 });
+
+test('{kafka:...} placeholders take the values a Kafka worker gives (key, topic, partition, header.NAME); a template of them only reads nothing of the event', (t) => {
+  const template = compileTemplate('k/{kafka:topic}/{kafka:partition}/{service}/{kafka:header.tenant-id}/{kafka:key}/');
+  t.deepEqual(template?.fields, [['service']]);
+  t.deepEqual(template?.meta, ['topic', 'partition', 'header.tenant-id', 'key']);
+  const values: Record<string, string> = { topic: 'events', partition: '3', 'header.tenant-id': 'acme', key: 'user-7' };
+  t.deepEqual(template?.fill({ service: 'api' }, (name) => values[name]), { prefix: 'k/events/3/api/acme/user-7/' });
+  t.deepEqual(template?.fillFromJson(Buffer.from('{"service":"db"}'), (name) => values[name]), { prefix: 'k/events/3/db/acme/user-7/' });
+  t.deepEqual(template?.fill({ service: 'api' }, (name) => (name === 'key' ? undefined : values[name])), { miss: '{kafka:key} is missing (the record has none)' });
+  t.deepEqual(template?.fill({ service: 'api' }, (name) => (name === 'header.tenant-id' ? '' : values[name])), { miss: '{kafka:header.tenant-id} is empty' });
+  t.deepEqual(template?.fill({ service: 'api' }, (name) => (name === 'key' ? '..' : values[name])), { miss: 'filled prefix "k/events/3/api/acme/../" has a ".." segment' });
+  t.deepEqual(template?.fill({ service: 'api' }), { miss: '{kafka:topic} is missing (the record has none)' });
+  const only = compileTemplate('by-key/{kafka:key}/');
+  t.deepEqual(only?.fields, []);
+  t.deepEqual(only?.fillFromPayload('not json', () => 'k1'), { prefix: 'by-key/k1/' });
+  t.throws(() => compileTemplate('x/{kafka:offset}/'), { message: /placeholder \{kafka:offset\} is not a field name.*\{kafka:key\}/ });
+});

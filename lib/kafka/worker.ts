@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { Transform, type Duplex, type TransformCallback, type Writable } from 'node:stream';
 import { Kafka, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type KafkaMessage } from 'kafkajs';
 import type { BytesPiece } from '../batch.js';
-import { sinkContext, type SinkContext, type SinkStats } from '../context.js';
+import { SinkContext, type SinkStats } from '../context.js';
 import type { DeadLetter } from '../deadLetter.js';
 import { messageOf, OptionError, S3SinkError } from '../errors.js';
 import { compressorBytes, decide } from '../ledger.js';
@@ -91,6 +92,8 @@ class PartitionState {
   constructor(
     readonly topic: string,
     readonly partition: number,
+    /** The worker's generation (rebalances so far) when the partition was given to it. */
+    readonly generation: number,
     batcher: PartitionBatcher,
     committed: Committed,
   ) {
@@ -102,6 +105,25 @@ class PartitionState {
   commitOffset(): number {
     return this.frontier.offset(this.batcher.open, this.batcher.next, this.committed.offset);
   }
+}
+
+/** An object in the chain, until it leaves it (delivered, dead-lettered or fenced). */
+interface InChain {
+  /** The batches waiting for it to be safe (the one that put it there, and any that met it again). */
+  readonly waiting: Set<Pending>;
+  safe: boolean;
+  /** `topic\0partition`. */
+  readonly partition: string;
+  /** Its log batch's offsets. */
+  readonly first: number;
+  readonly last: number;
+  /** The worker's generation when its records were read: after a rebalance, the partition may be another worker's. */
+  readonly generation: number;
+  /** Not to be written (see #mayPublish): it is on its way out of the chain. */
+  fenced: boolean;
+  /** Resolves when it has left the chain. */
+  readonly gone: Promise<void>;
+  readonly leave: () => void;
 }
 
 /** A log batch whose objects are in the chain, not all delivered yet: its offsets (its lines are the chain's). */
@@ -151,6 +173,8 @@ export class KafkaWorker extends EventEmitter {
   readonly #consumer: Consumer;
   readonly #admin: Admin;
   readonly #durable: boolean;
+  /** The prefix template has `{kafka:...}` placeholders. */
+  readonly #withMeta: boolean;
   readonly #stats: KafkaStats = { records: 0, batches: 0, cuts: 0, commits: 0, resets: 0 };
   /** Assigned partitions by `topic\0partition`, or a promise while their committed offsets are read. */
   readonly #states = new Map<string, PartitionState | Promise<PartitionState>>();
@@ -160,7 +184,9 @@ export class KafkaWorker extends EventEmitter {
    * A batch read twice while its object is still in the chain never enters it
    * again: one key, one upload, one segment.
    */
-  readonly #inflight = new Map<string, { waiting: Set<Pending>; safe: boolean; partition: string; first: number }>();
+  readonly #inflight = new Map<string, InChain>();
+  /** By partition (`topic\0partition`): the highest offset this worker has committed (every record below it is safe and stays so). */
+  readonly #committedPast = new Map<string, number>();
   /**
    * The same batches by partition (`topic\0partition`) and first offset. A
    * partition read again (after a rebalance or a reset) while some of its
@@ -170,7 +196,21 @@ export class KafkaWorker extends EventEmitter {
    */
   readonly #chained = new Map<string, Map<number, Chained>>();
   #generation = 0;
+  /**
+   * Until when (`performance.now()`) the group keeps this member in its
+   * generation even if it heard nothing more from it: a session after the
+   * heartbeat before the last one that succeeded (the last one was sent
+   * after that one returned, and the broker counts the session from what
+   * it receives). Past it the member may have been evicted unawares (a
+   * process stopped, a long pause) and its partitions given to another.
+   */
+  #leaseUntil = 0;
+  #lastBeat = 0;
+  /** Woken at each heartbeat that succeeds and at each rebalance. */
+  #beatWaiters: (() => void)[] = [];
   #commits: Promise<void> = Promise.resolve();
+  /** Commits kafkajs made (its COMMIT_OFFSETS event): `commitOffsets()` resolves without committing while its runner is not running (a restart after a crash). */
+  #commitsMade = 0;
   #queued: Promise<void> | null = null;
   #stopping = false;
   #failed: Error | null = null;
@@ -185,17 +225,20 @@ export class KafkaWorker extends EventEmitter {
   constructor(options: KafkaSinkOptions) {
     super();
     const o = validate(options);
-    this.#ctx = sinkContext({ ...options.sink, input: 'records' });
+    this.#ctx = new SinkContext({ ...options.sink, input: 'records' }, { kafkaRecords: true });
     const resolved = this.#ctx.options;
     this.#o = { ...o, maxBatchBytes: options.maxBatchBytes ?? Math.max(1, Math.min(resolved.maxObjectBytes, Math.floor(resolved.maxBufferedBytes / 2))) };
     this.#router = new Router(this.#ctx);
     this.#durable = this.#ctx.spool !== null;
+    this.#withMeta = (resolved.prefixTemplate?.meta.length ?? 0) > 0;
     // Batches arrive joined (see Share in batcher.ts): the chain starts at the spool.
     const stages: (Duplex | Writable)[] = [spool(this.#ctx)];
     if (this.#durable) stages.push(new SealWatch((key) => this.#safe(key, false)));
     this.sink = composeSink(this.#ctx, [...stages, gzip(this.#ctx), upload(this.#ctx)]);
     this.sink.on('error', (err) => this.#fail(err));
     this.sink.on('delivered', ({ key }) => this.#safe(key, true));
+    this.sink.on('fenced', ({ key }) => this.#left(key));
+    this.#ctx.fence = (key) => this.#mayPublish(key);
     this.sink.on('dead-letter', (letter: DeadLetter) => {
       if (letter.path !== null) this.#safe(letter.key, true);
       else this.#fail(new KafkaSinkError(`s3://${letter.bucket}/${letter.key} could not be delivered and there is no place to keep it (${letter.error}): offsets stay where they are, so that the records are read again`));
@@ -212,9 +255,26 @@ export class KafkaWorker extends EventEmitter {
       logLevel: logLevel.NOTHING,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000, ...options.client?.retry },
     });
-    this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, maxBytes: FETCH_MAX_BYTES, maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION, sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
+    // A fetch with nothing to read (or every partition paused) waits maxWaitTimeInMs before the heartbeat that
+    // follows it: at most a sixth of the session, so that the lease (see #leaseUntil) is renewed well before it ends.
+    this.#consumer = this.#kafka.consumer({ groupId: this.#o.groupId, maxBytes: FETCH_MAX_BYTES, maxBytesPerPartition: FETCH_MAX_BYTES_PER_PARTITION, maxWaitTimeInMs: Math.min(5000, Math.floor(this.#o.sessionTimeoutMs / 6)), sessionTimeout: this.#o.sessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(this.#o.sessionTimeoutMs / 10)), allowAutoTopicCreation: false, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 } });
     this.#admin = this.#kafka.admin();
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, () => this.#rebalanced());
+    // Before this member joins the group again (after which another may own its partitions), and after it has joined.
+    this.#consumer.on(this.#consumer.events.REBALANCING, () => this.#rebalanced());
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      this.#rebalanced();
+      // The session starts no earlier than the join request went out.
+      this.#lastBeat = performance.now() - payload.duration;
+      this.#leaseUntil = this.#lastBeat + this.#o.sessionTimeoutMs;
+    });
+    this.#consumer.on(this.#consumer.events.COMMIT_OFFSETS, () => {
+      this.#commitsMade += 1;
+    });
+    this.#consumer.on(this.#consumer.events.HEARTBEAT, () => {
+      this.#leaseUntil = this.#lastBeat + this.#o.sessionTimeoutMs;
+      this.#lastBeat = performance.now();
+      for (const wake of this.#beatWaiters.splice(0)) wake();
+    });
     // A fetch of only control records or aborted ones never reaches eachBatch: its offsets are passed here.
     this.#consumer.on(this.#consumer.events.END_BATCH_PROCESS, ({ payload }) => {
       if (payload.batchSize === 0 && payload.firstOffset !== null) this.#passed(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset), Number(payload.highWatermark));
@@ -333,7 +393,7 @@ export class KafkaWorker extends EventEmitter {
     state.lastRecordAt = Date.now();
     let routed: RoutedEvent | null = null;
     if (message.value === null) this.#ctx.reject('ERR_S3SINK_RECORD', `Kafka record ${state.topic}/${state.partition}@${record.offset} has no value (a tombstone): nothing to write`, '');
-    else routed = this.#router.route({ payload: message.value });
+    else routed = this.#router.route({ payload: message.value }, this.#withMeta ? (name) => metaValue(state, message, name) : undefined);
     return this.#admit(state, record, routed) ? true : this.#admitLater(state, record, routed, heartbeat);
   }
 
@@ -452,6 +512,11 @@ export class KafkaWorker extends EventEmitter {
         const { offset, metadata } = state.committed;
         if (!state.dead && offset <= batch.last && !decodeCuts(metadata).includes(batch.last)) this.#reset(state, `the cut of its batch at offset ${batch.last} could not be recorded with the committed offset`);
       }
+      // An object of the same key that was fenced is on its way out of the chain: this one follows it (one key, one upload, one segment).
+      for (const share of batch.shares.values()) {
+        const inChain = this.#inflight.get(share.batch.key);
+        if (inChain?.fenced) await inChain.gone;
+      }
       if (state.dead) {
         for (const share of batch.shares.values()) ledger.settle(share.ref);
         return;
@@ -472,7 +537,9 @@ export class KafkaWorker extends EventEmitter {
         ledger.settle(share.ref);
         ledger.charge(share.batch, held);
         ledger.markClosed(share.batch);
-        this.#inflight.set(key, { waiting: new Set([pending]), safe: false, partition: state.id, first: batch.first });
+        let leave!: () => void;
+        const gone = new Promise<void>((resolve) => (leave = resolve));
+        this.#inflight.set(key, { waiting: new Set([pending]), safe: false, partition: state.id, first: batch.first, last: batch.last, generation: state.generation, fenced: false, gone, leave });
         let byFirst = this.#chained.get(state.id);
         if (byFirst === undefined) this.#chained.set(state.id, (byFirst = new Map()));
         let chained = byFirst.get(batch.first);
@@ -493,22 +560,89 @@ export class KafkaWorker extends EventEmitter {
   #safe(key: string, left: boolean): void {
     const inChain = this.#inflight.get(key);
     if (!inChain) return;
-    if (left) {
-      this.#inflight.delete(key);
-      const byFirst = this.#chained.get(inChain.partition);
-      const chained = byFirst?.get(inChain.first);
-      if (byFirst !== undefined && chained !== undefined) {
-        chained.keys.delete(key);
-        if (chained.keys.size === 0) byFirst.delete(inChain.first);
-        if (byFirst.size === 0) this.#chained.delete(inChain.partition);
-      }
-    }
+    if (left) this.#left(key);
     if (!inChain.safe) {
       inChain.safe = true;
       for (const pending of inChain.waiting) pending.waiting.delete(key);
       inChain.waiting.clear();
     }
     this.#commitSoon();
+  }
+
+  /** The object has left the chain (delivered, dead-lettered or fenced). */
+  #left(key: string): void {
+    const inChain = this.#inflight.get(key);
+    if (!inChain) return;
+    this.#inflight.delete(key);
+    this.#unchain(key, inChain);
+    inChain.leave();
+    this.#commitSoon();
+  }
+
+  #unchain(key: string, inChain: InChain): void {
+    const byFirst = this.#chained.get(inChain.partition);
+    const chained = byFirst?.get(inChain.first);
+    if (byFirst === undefined || chained === undefined) return;
+    chained.keys.delete(key);
+    if (chained.keys.size === 0) byFirst.delete(inChain.first);
+    if (byFirst.size === 0) this.#chained.delete(inChain.partition);
+  }
+
+  /**
+   * The fence (asked before each attempt to publish an object): may this
+   * worker write it? Yes while the group has not rebalanced since its records
+   * were read. After a rebalance the partition may be another worker's,
+   * which reads the records again from the committed offset and may cut them
+   * into other batches (a cut for room in its budget): this worker's late
+   * object would then overwrite the other's under the same key, and its
+   * records past the other's cut would be in two objects. So it is written
+   * only when this worker committed past it (with a spool: sealed, then
+   * committed; the next reader starts after it). Else it is fenced: not
+   * written, and read again (by this worker too, if the partition is its
+   * own again).
+   */
+  async #mayPublish(key: string): Promise<boolean> {
+    const inChain = this.#inflight.get(key);
+    // Not of this run's reading: a batch an earlier run left sealed in the spool is written as it was.
+    if (inChain === undefined) return true;
+    if (inChain.fenced) return false;
+    if (inChain.generation === this.#generation && (await this.#inGroup(inChain.generation))) return true;
+    // Commits under way may take the offset past it: wait for every round started so far.
+    for (;;) {
+      const round = this.#commits;
+      await round.catch(() => {});
+      if (this.#commits === round) break;
+    }
+    if ((this.#committedPast.get(inChain.partition) ?? -1) > inChain.last) return true;
+    if (inChain.fenced) return false;
+    inChain.fenced = true;
+    // A reading of the partition now must not pass over it, and one that has must read it again.
+    this.#unchain(key, inChain);
+    const live = this.#states.get(inChain.partition);
+    if (live instanceof PartitionState && !live.dead && live.batcher.next > inChain.first) this.#reset(live, `its batch at offsets ${inChain.first}-${inChain.last}, read before a rebalance, is read again (the old reading is not written)`);
+    return false;
+  }
+
+  /**
+   * This member is still in `generation` of the group: no rebalance since,
+   * and its lease holds (else it waits, up to a session, for a heartbeat that
+   * renews it or for the rebalance that says it left).
+   */
+  async #inGroup(generation: number): Promise<boolean> {
+    const deadline = performance.now() + this.#o.sessionTimeoutMs;
+    for (;;) {
+      if (generation !== this.#generation) return false;
+      const now = performance.now();
+      if (now < this.#leaseUntil) return true;
+      if (now >= deadline || this.#failed) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - now);
+        this.#beatWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   #commitSoon(): void {
@@ -532,6 +666,10 @@ export class KafkaWorker extends EventEmitter {
       });
     this.#queued = next;
     this.#commits = next;
+    // A failed round is tried again (nothing else may come to move the offsets: a quiet topic).
+    next.catch(() => {
+      if (!this.#stopping && this.#failed === null) setTimeout(() => this.#commitSoon(), 1000).unref();
+    });
     return next;
   }
 
@@ -545,11 +683,14 @@ export class KafkaWorker extends EventEmitter {
       if (offset !== state.committed.offset || metadata !== state.committed.metadata) wanted.push({ state, committed: { offset, metadata } });
     }
     if (wanted.length === 0) return;
+    const made = this.#commitsMade;
     await this.#consumer.commitOffsets(wanted.map(({ state, committed }) => ({ topic: state.topic, partition: state.partition, offset: String(committed.offset), metadata: committed.metadata })));
+    if (this.#commitsMade === made) throw new KafkaSinkError('the offsets were not committed: the Kafka consumer is not running (it restarts after a failure)');
     this.#stats.commits += 1;
     for (const { state, committed } of wanted) {
       state.committed = committed;
       state.batcher.forget(committed.offset);
+      if (committed.offset > (this.#committedPast.get(state.id) ?? -1)) this.#committedPast.set(state.id, committed.offset);
     }
   }
 
@@ -576,6 +717,7 @@ export class KafkaWorker extends EventEmitter {
   /** After every rebalance kafkajs reads each assigned partition again from its committed offset: so does the batching. */
   #rebalanced(): void {
     this.#generation += 1;
+    for (const wake of this.#beatWaiters.splice(0)) wake();
     for (const entry of [...this.#states.values()]) if (!(entry instanceof Promise)) this.#drop(entry);
     this.#states.clear();
   }
@@ -594,7 +736,7 @@ export class KafkaWorker extends EventEmitter {
       // Batches still on their way from an earlier reading: the batch before each of them ends where it did then.
       for (const first of this.#chained.get(id)?.keys() ?? []) if (first > offset && first > 0) cuts.push(first - 1);
       const batcher = new PartitionBatcher({ groupId: this.#o.groupId, topic, partition, windowMs, maxObjectBytes, maxBatchBytes: this.#o.maxBatchBytes, sealed: this.#durable }, cuts);
-      const state = new PartitionState(topic, partition, batcher, { offset, metadata: offset >= 0 ? metadata : '' });
+      const state = new PartitionState(topic, partition, generation, batcher, { offset, metadata: offset >= 0 ? metadata : '' });
       if (generation !== this.#generation) state.dead = true;
       else this.#states.set(id, state);
       return state;
@@ -659,6 +801,16 @@ export class KafkaWorker extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', err);
     this.close().catch(() => {});
   }
+}
+
+/** A record's key, topic, partition or header (`header.NAME`; the first, if several), as UTF-8, for a `{kafka:...}` placeholder. */
+function metaValue(state: PartitionState, message: KafkaMessage, name: string): string | undefined {
+  if (name === 'topic') return state.topic;
+  if (name === 'partition') return String(state.partition);
+  if (name === 'key') return message.key?.toString('utf8') ?? undefined;
+  let value = message.headers?.[name.slice('header.'.length)];
+  if (Array.isArray(value)) value = value[0];
+  return value === undefined ? undefined : value.toString('utf8');
 }
 
 /** After the spool: a batch's end passing here means its segment is complete and fsynced (its records are durable). */

@@ -1,11 +1,11 @@
 import { setMaxListeners } from 'node:events';
 import { PassThrough, Writable } from 'node:stream';
-import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import type { DeadLetter } from '../deadLetter.js';
-import { messageOf, UploadError } from '../errors.js';
+import { FencedError, messageOf, UploadError } from '../errors.js';
 import { abortMultipartUpload } from '../multipart.js';
 import { classify } from '../retry.js';
 import { whenWritable } from '../streams.js';
@@ -31,6 +31,11 @@ import type { Command } from '../transport.js';
  * - without, it is reported (`'dead-letter'` with `path: null`) and lost;
  *   the other batches go on, and the sink fails at its end.
  * Either way its acks come back once, in `'delivered'` or `'dead-letter'`.
+ *
+ * With a `fence` in the context (Kafka workers), every attempt to publish an
+ * object (PutObject, CompleteMultipartUpload) asks it first; a fenced batch
+ * is aborted and dropped (its segment too) and reported `'fenced'`: its input
+ * has lost its records to another reader, which writes them.
  */
 export function upload(ctx: SinkContext): Uploader {
   return new Uploader(ctx);
@@ -260,6 +265,10 @@ export class Uploader extends Writable {
   #giveUp(job: Job): void {
     const { batch } = job;
     const { spool, ledger, counters, options } = this.#ctx;
+    if (job.failure instanceof FencedError) {
+      this.#fenced(job);
+      return;
+    }
     const failure = new UploadError(batch.bucket, batch.key, job.failure);
     if (spool && classify(job.failure).retry) {
       this.#jobs.delete(batch.key);
@@ -302,6 +311,25 @@ export class Uploader extends Writable {
     );
   }
 
+  /** Not to be written (lib-storage has aborted its multipart upload): its segment goes, and `'fenced'` says so. */
+  #fenced(job: Job): void {
+    const { batch } = job;
+    const { spool } = this.#ctx;
+    // Never rejects (see #completed).
+    const cleanUp = spool ? spool.remove(batch) : Promise.resolve();
+    cleanUp.then(
+      () => {
+        if (this.#jobs.get(batch.key) !== job) return;
+        this.#jobs.delete(batch.key);
+        this.#ctx.ledger.settle(batch);
+        this.#ctx.counters.fenced += 1;
+        this.#ctx.report('fenced', { bucket: batch.bucket, key: batch.key, events: batch.events, acks: job.acks ?? [] });
+        this.#maybeIdle();
+      },
+      (err: unknown) => this.destroy(err as Error),
+    );
+  }
+
   /** What the sink fails with at its end when batches were given up on with no place to keep them. */
   #lostError(): UploadError | undefined {
     const [first] = this.#lost;
@@ -323,6 +351,10 @@ export class Uploader extends Writable {
       this.#onIdle = null;
       done();
     }
+  }
+
+  async #mayPublish(fence: (key: string) => Promise<boolean>, batch: Batch): Promise<void> {
+    if (!(await fence(batch.key))) throw new FencedError(batch.bucket, batch.key);
   }
 
   #abortMultipart(batch: Batch, uploadId: string, signal?: AbortSignal): Promise<boolean> {
@@ -347,7 +379,9 @@ export class Uploader extends Writable {
         if (job.uploadId === command.input.UploadId) job.uploadId = null;
         return {};
       }
-      const output = await transport.send(command, signal);
+      const { fence } = this.#ctx;
+      const publishes = fence !== null && (command instanceof PutObjectCommand || command instanceof CompleteMultipartUploadCommand);
+      const output = await transport.send(command, signal, publishes ? () => this.#mayPublish(fence, job.batch) : undefined);
       if (command instanceof CreateMultipartUploadCommand) {
         job.uploadId = (output as { UploadId?: string }).UploadId ?? null;
         if (job.uploadId !== null) this.#ctx.spool?.noteUpload(job.batch.key, job.uploadId);
