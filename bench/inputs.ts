@@ -9,10 +9,11 @@ import { prng } from '../test/helpers/data.js';
  * - `logs`: JSON log lines as a service writes them (about 260 bytes each),
  *   with a `service` among 8 values and a `tenant` among 1 000;
  * - `tiny`: 50-byte lines (49 characters and `\n`), for events per second;
- * - `noise`: lines of random base64, which gzip cannot shrink much.
+ * - `noise`: lines of random base64, which gzip cannot shrink much;
+ * - `wide`: the same log lines with a `tenant` among 10 000 (wide fan-out).
  */
 
-export type InputKind = 'logs' | 'tiny' | 'noise';
+export type InputKind = 'logs' | 'tiny' | 'noise' | 'wide';
 
 const SERVICES = ['api', 'web', 'billing', 'search', 'auth', 'mail', 'jobs', 'media'];
 const PATHS = ['/', '/login', '/api/v1/orders', '/api/v1/orders/{id}', '/api/v1/users/{id}', '/health', '/static/app.js', '/search?q={q}', '/checkout', '/api/v2/cart'];
@@ -31,7 +32,7 @@ function pick<T>(random: () => number, list: readonly T[]): T {
   return list[Math.floor(random() * list.length)] as T;
 }
 
-function logLine(random: () => number, i: number): string {
+function logLine(random: () => number, i: number, tenants = 1000): string {
   const service = pick(random, SERVICES);
   const path = pick(random, PATHS).replace('{id}', String(Math.floor(random() * 100000))).replace('{q}', pick(random, WORDS));
   const status = random() < 0.9 ? 200 : pick(random, [201, 204, 301, 400, 401, 404, 500, 503]);
@@ -40,7 +41,7 @@ function logLine(random: () => number, i: number): string {
     ts: new Date(Date.UTC(2026, 0, 1) + i * 7).toISOString(),
     level: pick(random, LEVELS),
     service,
-    tenant: `t${Math.floor(random() * 1000)}`,
+    tenant: `t${Math.floor(random() * tenants)}`,
     host: `${service}-${Math.floor(random() * 12)}`,
     request_id: hex(random, 16),
     method: random() < 0.8 ? 'GET' : 'POST',
@@ -71,14 +72,14 @@ export interface Input {
 
 /** Writes `bytes` (at least) of `kind` to `path`, unless it is there already. */
 export async function makeInput(path: string, kind: InputKind, bytes: number): Promise<Input> {
-  const random = prng(kind === 'logs' ? 1 : kind === 'tiny' ? 2 : 3);
+  const random = prng(kind === 'logs' ? 1 : kind === 'tiny' ? 2 : kind === 'noise' ? 3 : 4);
   const out = createWriteStream(path, { highWaterMark: 1024 * 1024 });
   let written = 0;
   let lines = 0;
   while (written < bytes) {
     let chunk = '';
     for (let k = 0; k < 2000; k++, lines++) {
-      chunk += `${kind === 'logs' ? logLine(random, lines) : kind === 'tiny' ? tinyLine(random, lines) : noiseLine(random)}\n`;
+      chunk += `${kind === 'logs' ? logLine(random, lines) : kind === 'wide' ? logLine(random, lines, 10_000) : kind === 'tiny' ? tinyLine(random, lines) : noiseLine(random)}\n`;
     }
     written += Buffer.byteLength(chunk);
     if (!out.write(chunk)) await once(out, 'drain');

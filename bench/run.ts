@@ -38,8 +38,10 @@ const quick = flags.quick ?? false;
 const rounds = Number(flags.rounds ?? (quick ? 1 : 3));
 const MiB = 1024 * 1024;
 const SIZES = quick
-  ? { logs: 20 * MiB, tiny: 10 * MiB, noise: 10 * MiB, small: 10 * MiB, large: 50 * MiB, serve1k: 2 * MiB }
-  : { logs: 200 * MiB, tiny: 100 * MiB, noise: 100 * MiB, small: 100 * MiB, large: 1024 * MiB, serve1k: 20 * MiB };
+  ? { logs: 20 * MiB, tiny: 10 * MiB, noise: 10 * MiB, small: 10 * MiB, large: 50 * MiB, serve1k: 2 * MiB, wide: 5 * MiB }
+  : { logs: 200 * MiB, tiny: 100 * MiB, noise: 100 * MiB, small: 100 * MiB, large: 1024 * MiB, serve1k: 20 * MiB, wide: 20 * MiB };
+/** Memory allowed above an idle CLI beyond `maxBufferedBytes` at any fan-out (issue 13): stream buffers, the SDK, one-shot compressors, per-destination state. */
+const FANOUT_ALLOWANCE_MIB = 64;
 /** Concurrent clients of the serve scenarios. */
 const SERVE_CLIENTS = 16;
 const THROTTLE_BYTES_PER_SECOND = 4_000_000;
@@ -54,6 +56,8 @@ interface Measured {
   maxRssBytes: number | null;
   /** Serve scenarios: HTTP requests answered. */
   requests?: number;
+  /** Checked runs: objects written per destination per window (keys grouped by prefix and minute). */
+  objectsPerWindow?: number;
 }
 
 interface Row {
@@ -123,16 +127,30 @@ function runShell(command: string): Measured {
 // ---------------------------------------------------------------- checks
 
 async function linesInS3(client: S3Client, prefix: string): Promise<number> {
+  return (await census(client, prefix)).lines;
+}
+
+/**
+ * Every object under `prefix` downloaded and gunzipped: its lines, and the
+ * objects per destination per window (a key's prefix before its date folders,
+ * and the minute its file name starts with; windows are the default 60 s).
+ */
+async function census(client: S3Client, prefix: string): Promise<{ lines: number; objectsPerWindow: number }> {
   let marker: string | undefined;
   let lines = 0;
+  let objects = 0;
+  const windows = new Set<string>();
   for (;;) {
     const page = await client.send(new ListObjectsCommand({ Bucket: BUCKET, Prefix: prefix, Marker: marker }));
     for (const o of page.Contents ?? []) {
+      const m = /^(.*)\/\d{4}\/\d\d\/\d\d\/\d\d\/(\d{4}-\d\d-\d\d-\d\d-\d\d)-/.exec(o.Key as string);
+      windows.add(m ? `${m[1]} ${m[2]}` : (o.Key as string));
+      objects += 1;
       const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: o.Key }));
       const body = gunzipSync(await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
       for (let i = body.indexOf(10); i !== -1; i = body.indexOf(10, i + 1)) lines += 1;
     }
-    if (!page.IsTruncated || !page.Contents?.length) return lines;
+    if (!page.IsTruncated || !page.Contents?.length) return { lines, objectsPerWindow: objects / Math.max(1, windows.size) };
     marker = page.Contents[page.Contents.length - 1]?.Key;
   }
 }
@@ -147,13 +165,15 @@ interface Scenario {
   run(prefix: string): Promise<Measured | null>;
   /** Lines expected in S3 under the run's prefix; `null` for baselines. */
   checked: boolean;
+  /** A fan-out memory row: its `maxBufferedBytes` in MiB (RSS above the idle CLI of the same round is set against it plus FANOUT_ALLOWANCE_MIB). */
+  budgetMiB?: number;
 }
 
 async function main(): Promise<void> {
   const inputDir = join(tmpdir(), 's3-sink-bench-inputs-v1');
   mkdirSync(inputDir, { recursive: true });
   const inputs = {} as Record<keyof typeof SIZES, Input>;
-  const kinds: Record<keyof typeof SIZES, InputKind> = { logs: 'logs', tiny: 'tiny', noise: 'noise', small: 'logs', large: 'logs', serve1k: 'logs' };
+  const kinds: Record<keyof typeof SIZES, InputKind> = { logs: 'logs', tiny: 'tiny', noise: 'noise', small: 'logs', large: 'logs', serve1k: 'logs', wide: 'wide' };
   for (const [name, bytes] of Object.entries(SIZES) as [keyof typeof SIZES, number][]) {
     const path = join(inputDir, `${name}-${bytes}.txt`);
     const meta = `${path}.json`;
@@ -164,6 +184,8 @@ async function main(): Promise<void> {
       writeFileSync(meta, JSON.stringify(inputs[name]));
     }
   }
+  const empty = join(inputDir, 'empty.txt');
+  writeFileSync(empty, '');
 
   const s3 = await startService('s3rver-process.ts', [BUCKET]);
   const endpoint = s3.info.endpoint as string;
@@ -245,7 +267,18 @@ async function main(): Promise<void> {
     { name: 'library, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode([join(root, 'bench', 'lib-run.mjs'), inputs.logs.path, endpoint, BUCKET, p], inputs.logs.path) },
     { name: 'CLI, 8 destinations ({service})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{service}/`), inputs.logs.path) },
     { name: 'CLI, 8 destinations ({service}), --time-field ts --window 24h', input: 'logs', baseline: 'CLI, 8 destinations ({service})', checked: true, run: (p) => runNode(cli(`${p}{service}/`, '--time-field', 'ts', '--window', '24h'), inputs.logs.path) },
-    { name: 'CLI, 1000 destinations ({tenant})', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(`${p}{tenant}/`), inputs.logs.path) },
+    // Wide fan-out (issue 13): throughput against one destination of the same run (target 0.5), and objects per destination per window (target 1).
+    { name: 'CLI, 1000 destinations ({tenant})', input: 'logs', baseline: 'CLI, 1 destination', checked: true, run: (p) => runNode(cli(`${p}{tenant}/`), inputs.logs.path) },
+    // Memory at 10 000 destinations: RSS above an idle CLI (empty stdin, same round) against maxBufferedBytes + FANOUT_ALLOWANCE_MIB.
+    { name: 'CLI, idle (empty stdin)', input: 'wide', baseline: null, checked: false, run: (p) => runNode(cli(p), empty) },
+    ...[2, 8, 64].map((budgetMiB) => ({
+      name: `CLI, 10000 destinations, --max-buffered ${budgetMiB}MiB`,
+      input: 'wide' as const,
+      baseline: 'CLI, idle (empty stdin)',
+      checked: true,
+      budgetMiB,
+      run: (p: string) => runNode(cli(`${p}{tenant}/`, '--max-buffered', `${budgetMiB}MiB`), inputs.wide.path),
+    })),
     { name: 'CLI, 1 destination, --parallel-gzip', input: 'logs', baseline: hasPigz ? `pigz -p ${cores} -6` : 'gzip -6', checked: true, run: (p) => runNode(cli(p, '--parallel-gzip'), inputs.logs.path) },
     { name: 'gzip -6, tiny lines', input: 'tiny', baseline: null, checked: false, run: gzipOf('tiny') },
     { name: 'CLI, tiny lines (50 B)', input: 'tiny', baseline: 'gzip -6, tiny lines', checked: true, run: (p) => runNode(cli(p), inputs.tiny.path) },
@@ -258,6 +291,7 @@ async function main(): Promise<void> {
   // With --only: the scenarios named, and the baselines they are measured against.
   const wanted = only === null ? scenarios : scenarios.filter((s) => only.some((text) => s.name.includes(text)));
   const chosen = only === null ? scenarios : scenarios.filter((s) => wanted.includes(s) || wanted.some((w) => w.baseline === s.name));
+  const budgets = new Map(scenarios.filter((s) => s.budgetMiB !== undefined).map((s) => [s.name, s.budgetMiB as number]));
   for (let round = 1; round <= rounds; round++) {
     for (const scenario of chosen) {
       const prefix = `r${round}/s${runId++}/`;
@@ -270,8 +304,9 @@ async function main(): Promise<void> {
       process.stderr.write(`${measured.seconds.toFixed(2)} s\n`);
       const input = inputs[scenario.input];
       if (scenario.checked) {
-        const lines = await linesInS3(client, prefix);
+        const { lines, objectsPerWindow } = await census(client, prefix);
         if (lines !== input.lines) throw new Error(`${scenario.name}: ${lines} lines in S3, ${input.lines} sent`);
+        measured.objectsPerWindow = objectsPerWindow;
       }
       const row = rows.get(scenario.name) ?? { scenario: scenario.name, input: scenario.input, baseline: scenario.baseline, runs: [], bytes: input.bytes, lines: input.lines };
       row.runs.push(measured);
@@ -284,8 +319,6 @@ async function main(): Promise<void> {
   // Memory: peak RSS above an idle CLI, flat in the input size, and with S3 throttled.
   async function memoryRuns() {
     process.stderr.write('memory runs ...\n');
-    const empty = join(inputDir, 'empty.txt');
-    writeFileSync(empty, '');
     const idle = await runNode(cli('idle/'), empty);
     const small = await runNode(cli('mem-small/'), inputs.small.path);
     const large = await runNode(cli('mem-large/'), inputs.large.path);
@@ -329,12 +362,23 @@ async function main(): Promise<void> {
     const mainCpu = row.runs.every((r) => r.mainCpuSeconds !== null) ? median(row.runs.map((r) => r.mainCpuSeconds as number)) : null;
     const rss = row.runs.every((r) => r.maxRssBytes !== null) ? median(row.runs.map((r) => r.maxRssBytes as number)) : null;
     const requests = row.runs[0]?.requests;
-    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, requestsPerSecond: requests === undefined ? null : requests / seconds, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, mainCpuSeconds: mainCpu, peakRssMiB: rss === null ? null : rss / MiB, baseline: row.baseline, ratio: null as number | null };
+    const objectsPerWindow = row.runs.every((r) => r.objectsPerWindow !== undefined) ? median(row.runs.map((r) => r.objectsPerWindow as number)) : null;
+    return { scenario: row.scenario, input: row.input, inputMiB: row.bytes / MiB, lines: row.lines, requestsPerSecond: requests === undefined ? null : requests / seconds, seconds, mibPerSecond: row.bytes / MiB / seconds, eventsPerSecond: row.lines / seconds, cpuSeconds: cpu, mainCpuSeconds: mainCpu, peakRssMiB: rss === null ? null : rss / MiB, objectsPerWindow, baseline: row.baseline, ratio: null as number | null };
   });
   for (const s of summary) {
     const base = summary.find((b) => b.scenario === s.baseline);
-    if (base) s.ratio = s.mibPerSecond / base.mibPerSecond;
+    if (base && !budgets.has(s.scenario)) s.ratio = s.mibPerSecond / base.mibPerSecond;
   }
+  // Fan-out memory rows: the median over rounds of (peak RSS − the same round's idle CLI), against the budget plus the allowance.
+  const idleRow = rows.get('CLI, idle (empty stdin)');
+  const fanout = [...budgets]
+    .filter(([name]) => rows.has(name) && idleRow)
+    .map(([name, budgetMiB]) => {
+      const runs = (rows.get(name) as Row).runs;
+      const growth = median(runs.map((r, i) => ((r.maxRssBytes as number) - ((idleRow as Row).runs[i] ?? (idleRow as Row).runs[0])!.maxRssBytes!) / MiB));
+      const bound = budgetMiB + FANOUT_ALLOWANCE_MIB;
+      return { scenario: name, peakRssMiB: median(runs.map((r) => (r.maxRssBytes as number) / MiB)), idleRssMiB: median((idleRow as Row).runs.map((r) => (r.maxRssBytes as number) / MiB)), growthMiB: growth, boundMiB: bound, ratio: growth / bound, seconds: median(runs.map((r) => r.seconds)), objectsPerWindow: median(runs.map((r) => r.objectsPerWindow ?? NaN)) };
+    });
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores, memoryGiB: Math.round(totalmem() / 1024 ** 3), node: process.version, kernel: release() };
 
   const pad = (s: string, n: number) => s.padEnd(n);
@@ -344,11 +388,22 @@ async function main(): Promise<void> {
     '',
     `| ${pad('scenario', 38)} | ${pad('input', 13)} | MiB/s | events/s  | CPU s | main thread CPU s | peak RSS MiB | baseline (same run)             | ratio |`,
     `|${'-'.repeat(40)}|${'-'.repeat(15)}|------:|----------:|------:|------------------:|-------------:|${'-'.repeat(33)}|------:|`,
-    ...summary.map(
+    ...summary.filter((s) => s.scenario !== 'CLI, idle (empty stdin)').map(
       (s) =>
         `| ${pad(s.scenario, 38)} | ${pad(`${s.input} ${Math.round(s.inputMiB)} MiB`, 13)} | ${num(s.mibPerSecond).padStart(5)} | ${String(Math.round(s.eventsPerSecond)).padStart(9)} | ${num(s.cpuSeconds).padStart(5)} | ${num(s.mainCpuSeconds).padStart(17)} | ${num(s.peakRssMiB, 0).padStart(12)} | ${pad(s.baseline ?? '-', 31)} | ${s.ratio === null ? '    -' : num(s.ratio, 2).padStart(5)} |`,
     ),
     '',
+    ...(fanout.length === 0
+      ? []
+      : [
+          `fan-out memory (${inputs.wide.lines} lines, ${Math.round(inputs.wide.bytes / MiB)} MiB, among 10 000 destinations): peak RSS above the idle CLI of the same round, against maxBufferedBytes + ${FANOUT_ALLOWANCE_MIB} MiB (target: ratio at most 1)`,
+          '',
+          `| ${pad('scenario', 44)} | wall s | objects/destination/window | peak RSS MiB | idle MiB | growth MiB | bound MiB | ratio |`,
+          `|${'-'.repeat(46)}|-------:|---------------------------:|-------------:|---------:|-----------:|----------:|------:|`,
+          ...fanout.map((f) => `| ${pad(f.scenario, 44)} | ${num(f.seconds).padStart(6)} | ${num(f.objectsPerWindow, 2).padStart(26)} | ${num(f.peakRssMiB, 0).padStart(12)} | ${num(f.idleRssMiB, 0).padStart(8)} | ${num(f.growthMiB, 0).padStart(10)} | ${num(f.boundMiB, 0).padStart(9)} | ${num(f.ratio, 2).padStart(5)} |`),
+          '',
+        ]),
+    ...summary.filter((s) => s.objectsPerWindow !== null && s.objectsPerWindow > 1.005 && !budgets.has(s.scenario)).map((s) => `${s.scenario}: ${num(s.objectsPerWindow, 2)} objects per destination per window`),
     ...(memory === null
       ? ['memory runs skipped (--only)']
       : [
@@ -363,7 +418,7 @@ async function main(): Promise<void> {
   if (profile) process.stdout.write(`\nwhere the time goes (CLI, 1 destination, self time):\n${profile}\n`);
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   const file = join(root, 'bench', 'results', `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, rounds, quick, results: summary, memory, profile }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, rounds, quick, results: summary, fanout, memory, profile }, null, 2)}\n`);
   process.stdout.write(`\nwritten to ${file}\n`);
 }
 

@@ -58,8 +58,16 @@ export class Ledger {
   readonly max: number;
   #held = 0;
   #peak = 0;
+  /** What `draining()` returns, kept as entries change: a scan of every batch cost O(batches) per admitted line at wide fan-out. */
+  #draining = 0;
   readonly #entries = new Map<string, Entry>();
   #waiters: (() => void)[] = [];
+  /**
+   * Set by `gzip` (without a spool): compresses held lines of open batches
+   * into gzip members, so that they take less of the budget without being
+   * closed. See `compact`.
+   */
+  compactor: ((need: number) => boolean) | null = null;
 
   constructor(max: number) {
     this.max = max;
@@ -81,7 +89,10 @@ export class Ledger {
 
   /** `window`: `n` more bytes for `batch`. */
   charge(batch: BatchRef, n: number): void {
-    this.#entry(batch).held += n;
+    const entry = this.#entry(batch);
+    this.#draining -= drains(entry);
+    entry.held += n;
+    this.#draining += drains(entry);
     this.#held += n;
     if (this.#held > this.#peak) this.#peak = this.#held;
   }
@@ -94,10 +105,15 @@ export class Ledger {
    */
   convert(batch: BatchRef, raw: number, compressed: number): void {
     const delta = compressed - raw;
-    if (delta >= 0) return;
     const entry = this.#entries.get(batch.key);
-    if (!entry) return;
+    if (!entry || delta >= 0) {
+      // Still a wake-up: `window` may wait for a compaction that did not shrink its lines (incompressible), and then closes batches.
+      this.#notify();
+      return;
+    }
+    this.#draining -= drains(entry);
     entry.held += delta;
+    this.#draining += drains(entry);
     this.#held += delta;
     this.#notify();
   }
@@ -107,8 +123,10 @@ export class Ledger {
     const entry = this.#entries.get(batch.key);
     if (!entry || n <= 0) return;
     const freed = Math.min(n, entry.held);
+    this.#draining -= drains(entry);
     entry.held -= freed;
     entry.inParts = Math.max(0, entry.inParts - freed);
+    this.#draining += drains(entry);
     this.#held -= freed;
     this.#notify();
   }
@@ -118,27 +136,41 @@ export class Ledger {
     const entry = this.#entries.get(batch.key);
     if (!entry) return;
     this.#entries.delete(batch.key);
+    this.#draining -= drains(entry);
     this.#held -= entry.held;
     this.#notify();
   }
 
   /** `window`: no more bytes will come for `batch`; all it holds will drain. */
   markClosed(batch: BatchRef): void {
-    this.#entry(batch).closed = true;
+    const entry = this.#entry(batch);
+    this.#draining -= drains(entry);
+    entry.closed = true;
+    this.#draining += drains(entry);
   }
 
   /** `upload`: `n` bytes of `batch` are in full parts on their way to S3. */
   setInParts(batch: BatchRef, n: number): void {
     const entry = this.#entries.get(batch.key);
-    if (entry) entry.inParts = n;
+    if (!entry) return;
+    this.#draining -= drains(entry);
+    entry.inParts = n;
+    this.#draining += drains(entry);
   }
 
-  /** Bytes that will be released without closing another batch (a scan of every batch). */
-  readonly draining = (): number => {
-    let sum = 0;
-    for (const entry of this.#entries.values()) sum += entry.closed ? entry.held : Math.min(entry.held, entry.inParts);
-    return sum;
-  };
+  /** Bytes that will be released without closing another batch: those of closed batches, and of full parts on their way. */
+  readonly draining = (): number => this.#draining;
+
+  /**
+   * `window`, when the budget is full of open batches that cannot make a
+   * part: asks for `need` bytes (and some room beyond) by compressing held
+   * lines instead of closing batches. `true` when compression is under way
+   * (a conversion will release bytes: wait for it); `false` when there is
+   * nothing to compress (close batches instead).
+   */
+  compact(need: number): boolean {
+    return this.compactor?.(need) ?? false;
+  }
 
   /** Resolves at the next release (or `wake`). */
   released(): Promise<void> {
@@ -165,4 +197,9 @@ export class Ledger {
     this.#waiters = [];
     for (const wake of waiters) wake();
   }
+}
+
+/** What an entry adds to `draining()`. */
+function drains(entry: Entry): number {
+  return entry.closed ? entry.held : Math.min(entry.held, entry.inParts);
 }

@@ -1,12 +1,19 @@
 import test from 'ava';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { inflateRawSync } from 'node:zlib';
 import { s3Sink, type Receipt } from '../lib/index.js';
 import { prng, noisyLine } from './helpers/data.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
 
 const env = useLocalS3(test, ['bucket']);
+const run = promisify(execFile);
 
 const MiB = 1024 * 1024;
 
@@ -54,4 +61,63 @@ test('a budget full of batches too small for a part closes the largest early ins
     if (rounds.length !== PER_DESTINATION) t.fail(`destination ${d}: ${rounds.length} events`);
   }
   t.is(sink.stats().eventsOut, DESTINATIONS * PER_DESTINATION);
+});
+
+/** The number of gzip members in `gz` (each: a 10-byte header without options, deflate data, an 8-byte trailer). */
+function members(gz: Buffer): number {
+  let n = 0;
+  for (let at = 0; at < gz.length; n++) {
+    if (gz[at] !== 0x1f || gz[at + 1] !== 0x8b || gz[at + 3] !== 0) throw new Error(`no plain gzip member at ${at}`);
+    const { engine } = inflateRawSync(gz.subarray(at + 10), { info: true }) as unknown as { engine: { bytesWritten: number } };
+    at += 10 + engine.bytesWritten + 8;
+  }
+  return n;
+}
+
+/** Sync flush markers (an empty stored block, 00 00 ff ff): where pieces compressed apart meet in one deflate stream. */
+function pieces(gz: Buffer): number {
+  let count = 0;
+  for (let at = gz.indexOf('0000ffff', 0, 'hex'); at !== -1; at = gz.indexOf('0000ffff', at + 4, 'hex')) count += 1;
+  return count;
+}
+
+test('a budget full of small batches of compressible lines compresses them into pieces instead of closing them: one object per destination, each one gzip member, every line in order', async (t) => {
+  const DESTINATIONS = 100;
+  const PER_DESTINATION = 400; // ~100-byte JSON lines: ~4 MiB in all against a 1 MiB budget, about a tenth of it once compressed
+  const BUDGET = 1 * MiB;
+  const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', s3: env.s3.s3Config, maxBufferedBytes: BUDGET });
+  const receipts: Receipt[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  const line = (d: number, round: number) => JSON.stringify({ d, round, level: 'info', msg: `request ${round} of tenant ${d} served`, ms: (d * round) % 97 });
+  const records = function* () {
+    for (let round = 0; round < PER_DESTINATION; round++) {
+      for (let d = 0; d < DESTINATIONS; d++) yield { prefix: `members/${d}/`, payload: line(d, round) };
+    }
+  };
+  await pipeline(Readable.from(records()), sink);
+
+  t.true(sink.stats().peakBufferedBytes <= BUDGET, `peak ${sink.stats().peakBufferedBytes}`);
+  t.is(receipts.length, DESTINATIONS, 'one object per destination: nothing was closed early');
+  let multi = 0;
+  const dir = await mkdtemp(join(tmpdir(), 's3-sink-compact-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const zcat = await run('sh', ['-c', 'command -v zcat']).then(
+    () => true,
+    () => false,
+  );
+  for (const r of receipts) {
+    const d = Number(/^members\/(\d+)\//.exec(r.key)?.[1]);
+    const expected = Array.from({ length: PER_DESTINATION }, (_, round) => line(d, round));
+    t.deepEqual(await env.s3.lines('bucket', r.key), expected, `destination ${d}: Node reads every line, in order`);
+    const gz = await env.s3.raw('bucket', r.key);
+    t.is(members(gz), 1, `destination ${d}: one gzip member`);
+    if (pieces(gz) > 0) multi += 1;
+    if (d % 25 === 0 && zcat) {
+      const file = join(dir, `${d}.gz`);
+      await writeFile(file, gz);
+      const { stdout } = await run('zcat', [file], { encoding: 'buffer', maxBuffer: 16 * MiB });
+      t.true(stdout.equals(Buffer.from(`${expected.join('\n')}\n`)), `destination ${d}: zcat reads every line`);
+    }
+  }
+  t.true(multi > DESTINATIONS / 2, `${multi} objects of several pieces: the budget filled and lines were compacted`);
 });

@@ -4,6 +4,7 @@ import { PassThrough, type Writable } from 'node:stream';
 import { parseCommand, type RunCommand } from '../lib/cli/args.js';
 import { runSink } from '../lib/cli/run.js';
 import { startCli } from './helpers/cli.js';
+import { noisyLine, prng } from './helpers/data.js';
 import { startProxy, type Fault, type Operation } from './helpers/proxy.js';
 import { useLocalS3 } from './helpers/s3.js';
 import { eventually } from './helpers/wait.js';
@@ -63,6 +64,9 @@ test('a second signal leaves at once with 128 + its number (SIGQUIT: 131), sayin
 test('a second signal counts as read the events still waiting in stream buffers, before the sink parsed them', async (t) => {
   // S3 takes the first object and never answers: the 1 MiB budget stays full, parsing stops, and
   // what was read waits in the stream buffers (this input stands for stdin: what it holds was read).
+  // The lines are incompressible: compressible ones would fit the budget once compressed into gzip
+  // members, and no object would go up before the window's end.
+  const random = prng(11);
   const proxy = await startProxy(env.s3.port, { fault: stallUploads });
   t.teardown(() => proxy.close());
   const cmd = parseCommand(['--bucket', 'bucket', '--prefix', 'buffered/', '--endpoint', proxy.endpoint, '--max-buffered', '1MiB', '--retry-attempts', '1', '--quiet']) as RunCommand;
@@ -70,7 +74,7 @@ test('a second signal counts as read the events still waiting in stream buffers,
   const count = 20_000;
   // As stdin reads: chunks of up to 64 KiB (300 lines of 200 bytes).
   for (let n = 0; n < count; n += 300) {
-    input.write(Array.from({ length: Math.min(300, count - n) }, (_, i) => `${JSON.stringify({ n: n + i, pad: 'y'.repeat(180) })}\n`).join(''));
+    input.write(Array.from({ length: Math.min(300, count - n) }, (_, i) => `${JSON.stringify({ n: n + i, pad: noisyLine(random, 180) })}\n`).join(''));
   }
   const stderr: string[] = [];
   const signals = new EventEmitter();

@@ -21,6 +21,14 @@ import { gzipBound } from '../options.js';
  *   the 32 KiB before it) and written in order as ONE gzip member (see
  *   gzipPieces.ts): one hot destination can use every core, and the object is
  *   one deflate stream that every gzip reader reads whole.
+ * - when the memory budget is full of small batches' lines (wide fan-out),
+ *   `window` asks the ledger to compact, and the largest small batches held
+ *   here have their lines compressed into a piece each (a few at a time),
+ *   instead of being closed early: the batch stays open, its object gets one
+ *   more piece of its one member, and the budget is charged the compressed
+ *   bytes. Not with a spool: a batch delivered again from its segment must be
+ *   the same bytes, and pieces cut where the budget happened to fill could
+ *   not be.
  *
  * Backpressure: when the next stage is full, every gzip stream pauses; their
  * buffers fill; writes here wait for them (or for a member slot).
@@ -40,6 +48,10 @@ const ONE_SHOTS_AT_ONCE = Math.max(4, PARALLEL_MEMBERS);
 const ONE_SHOT_OUTPUT = 256 * 1024;
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
+/** A small batch holding fewer line bytes than this is not compacted into a piece (it would compress poorly). */
+export const COMPACT_MIN_BYTES = 4 * 1024;
+/** A compacted batch that keeps growing is compressed into a piece each time it holds this much. */
+const COMPACT_MEMBER_BYTES = MEMBER_BYTES;
 
 /** The pieces of a batch compressed apart (see gzipPieces.ts): one gzip member. */
 interface Members {
@@ -71,6 +83,18 @@ interface State {
   credit: number;
   /** Streaming with `parallelGzip`: its members. */
   members: Members | null;
+  /** Compacted (its lines compressed into members when the budget filled): its members, compressed one-shot and written in order. */
+  compacted: Members | null;
+  /** In the one-shot queue (or running): compaction runs, and the final run after its end. */
+  queued: number;
+}
+
+/** A one-shot compression waiting its turn: the batch's pending lines, as a member (`final`: its last, after its end). */
+interface OneShot {
+  state: State;
+  final: boolean;
+  /** A compaction: the line bytes it was counted for in `#compacting`. */
+  counted: number;
 }
 
 type Wait = (done: () => void) => void;
@@ -81,13 +105,16 @@ export class Gzip extends Duplex {
   readonly #states = new Map<string, State>();
   #paused = false;
   #oneShots = 0;
-  readonly #oneShotQueue: State[] = [];
+  readonly #oneShotQueue: OneShot[] = [];
+  /** Line bytes of compactions queued or running (expected to shrink soon). */
+  #compacting = 0;
   #onFinished: (() => void) | null = null;
   readonly #resumeWaiters: (() => void)[] = [];
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 8 });
     this.#ctx = ctx;
+    if (ctx.spool === null) ctx.ledger.compactor = (need) => this.#compact(need);
   }
 
   override _write(pieces: BytesPiece[], _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -106,6 +133,11 @@ export class Gzip extends Duplex {
       }
       state.pending.push(piece.data);
       state.pendingBytes += piece.data.length;
+      if (state.compacted !== null) {
+        // Compacted once: it goes on in members, whether or not it has grown into a streaming batch.
+        if (state.pendingBytes >= COMPACT_MEMBER_BYTES && state.queued === 0) this.#queueOneShot(state, false);
+        continue;
+      }
       if (!piece.batch.streaming) continue;
       if (this.#ctx.options.parallelGzip) {
         state.members ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [], sum: new MemberSum(), tail: undefined };
@@ -152,13 +184,14 @@ export class Gzip extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     for (const { stream } of this.#states.values()) stream?.destroy();
     this.#states.clear();
+    if (this.#ctx.ledger.compactor !== null) this.#ctx.ledger.compactor = null;
     callback(error);
   }
 
   #state(batch: Batch): State {
     let state = this.#states.get(batch.key);
     if (!state) {
-      state = { batch, acks: null, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null };
+      state = { batch, acks: null, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null, compacted: null, queued: 0 };
       this.#states.set(batch.key, state);
     }
     return state;
@@ -246,14 +279,15 @@ export class Gzip extends Duplex {
         this.#emit(state.batch, next.raw, next.data);
       }
       if (state.pendingBytes >= (state.ended ? 1 : MEMBER_BYTES)) this.#submitMembers(state, state.ended);
-      if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finishMembers(state);
+      if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finishMembers(state, members);
       members.waiting.splice(0).forEach((wake) => wake());
     });
   }
 
   /** Every piece is written: the member's end (final block and trailer), then the batch's. */
-  #finishMembers(state: State): void {
-    this.#emit(state.batch, 0, (state.members as Members).sum.end());
+  #finishMembers(state: State, members: Members): void {
+    if (members.emitted === 0) this.#emit(state.batch, 0, gzipHeader(this.#ctx.options.gzipLevel));
+    this.#emit(state.batch, 0, members.sum.end());
     this.#finish(state);
   }
 
@@ -270,7 +304,7 @@ export class Gzip extends Duplex {
     state.ended = true;
     if (state.members !== null) {
       if (state.pendingBytes > 0) this.#submitMembers(state, true);
-      if (state.pendingBytes === 0 && state.members.emitted === state.members.submitted) this.#finishMembers(state);
+      if (state.pendingBytes === 0 && state.members.emitted === state.members.submitted) this.#finishMembers(state, state.members);
       return;
     }
     if (state.stream !== null) {
@@ -278,33 +312,109 @@ export class Gzip extends Duplex {
       state.stream.end();
       return;
     }
-    this.#oneShotQueue.push(state);
+    this.#queueOneShot(state, true);
+  }
+
+  /**
+   * The ledger's compactor (`window` calls it when the budget is full of open
+   * batches that cannot make a part): queues the largest small batches'
+   * lines for compression into a member each, until what is queued covers
+   * `need` plus an eighth of the budget. `false` when there is nothing worth
+   * compacting (the caller closes batches instead).
+   */
+  #compact(need: number): boolean {
+    if (this.destroyed) return false;
+    const target = need + this.#ctx.ledger.max / 8;
+    if (this.#compacting >= target) return true;
+    const candidates: State[] = [];
+    for (const state of this.#states.values()) {
+      if (!state.ended && state.stream === null && state.members === null && state.queued === 0 && state.pendingBytes >= COMPACT_MIN_BYTES) candidates.push(state);
+    }
+    candidates.sort((a, b) => b.pendingBytes - a.pendingBytes);
+    let queued = false;
+    for (const state of candidates) {
+      if (this.#compacting >= target) break;
+      this.#queueOneShot(state, false);
+      queued = true;
+    }
+    return queued || this.#compacting > 0;
+  }
+
+  #queueOneShot(state: State, final: boolean): void {
+    const counted = final ? 0 : state.pendingBytes;
+    if (!final) state.compacted ??= { submitted: 0, emitted: 0, inFlight: 0, done: new Map(), waiting: [], sum: new MemberSum(), tail: undefined };
+    this.#compacting += counted;
+    state.queued += 1;
+    this.#oneShotQueue.push({ state, final, counted });
     this.#runOneShots();
   }
 
   /**
-   * Compresses ended small batches in one call each, a few at a time: each
-   * call holds a compressor's memory while it runs, and thousands of batches
-   * can end at the same instant (a window closing over a wide fan-out).
+   * Compresses ended small batches in one call each, and compacted batches'
+   * members, a few at a time: each call holds a compressor's memory while it
+   * runs, and thousands of batches can end at the same instant (a window
+   * closing over a wide fan-out).
    */
   #runOneShots(): void {
     while (this.#oneShots < ONE_SHOTS_AT_ONCE && this.#oneShotQueue.length > 0) {
-      const state = this.#oneShotQueue.shift() as State;
-      const { batch } = state;
+      const { state, counted: expected } = this.#oneShotQueue.shift() as OneShot;
+      const { batch, compacted } = state;
+      // What was queued as a member's lines may have grown since (all of it goes in), or is gone (taken by an earlier run).
       const raw = this.#takePending(state);
+      if (compacted === null) {
+        // Never compacted: the whole batch in one member.
+        this.#oneShots += 1;
+        zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
+          this.#oneShots -= 1;
+          state.queued -= 1;
+          if (this.destroyed) return;
+          if (err) {
+            this.destroy(err);
+            return;
+          }
+          this.#emit(batch, raw.length, compact(compressed));
+          this.#finish(state);
+          this.#runOneShots();
+        });
+        continue;
+      }
+      if (raw.length === 0) {
+        this.#compacting -= expected;
+        state.queued -= 1;
+        this.#afterMember(state);
+        continue;
+      }
+      const seq = compacted.submitted++;
+      compacted.inFlight += 1;
       this.#oneShots += 1;
-      zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
+      // A piece of the batch's one member (no dictionary: thousands of batches may be compacted at once).
+      compacted.sum.add(raw);
+      zlib.deflateRaw(raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw).chunkSize), (err, compressed) => {
         this.#oneShots -= 1;
+        compacted.inFlight -= 1;
+        state.queued -= 1;
+        this.#compacting -= expected;
         if (this.destroyed) return;
         if (err) {
           this.destroy(err);
           return;
         }
-        this.#emit(batch, raw.length, compact(compressed));
-        this.#finish(state);
+        compacted.done.set(seq, { raw: raw.length, data: compact(compressed) });
+        for (let next = compacted.done.get(compacted.emitted); next; next = compacted.done.get(compacted.emitted)) {
+          if (compacted.emitted === 0) this.#emit(batch, 0, gzipHeader(this.#ctx.options.gzipLevel));
+          compacted.done.delete(compacted.emitted++);
+          this.#emit(batch, next.raw, next.data);
+        }
+        this.#afterMember(state);
         this.#runOneShots();
       });
     }
+  }
+
+  /** A compacted batch's piece is done (or had nothing to take): it finishes once ended with every piece written. */
+  #afterMember(state: State): void {
+    const compacted = state.compacted as Members;
+    if (state.ended && state.queued === 0 && state.pendingBytes === 0 && compacted.emitted === compacted.submitted) this.#finishMembers(state, compacted);
   }
 
   /**

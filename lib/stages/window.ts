@@ -224,7 +224,13 @@ export class Window extends Transform {
             break;
           }
           run = emitRun(run as Run | null, out);
-          if (decision === 'close' && this.#closeForRoom(ledger, ledger.held + n + extra - ledger.max, out)) continue;
+          if (decision === 'close') {
+            const deficit = ledger.held + n + extra - ledger.max;
+            // Lines held uncompressed are compressed into members first (one object per destination per
+            // window as long as the compressed bytes fit); only then are batches closed early. Its
+            // conversions release bytes: wait for them below.
+            if (!ledger.compact(deficit) && this.#closeForRoom(ledger, deficit, out)) continue;
+          }
           if (disk !== null && spooled !== 'admit') {
             if (spooled === 'close' && this.#closeForRoom(disk, disk.held + n - disk.max, out)) continue;
             if (!this.#ctx.spoolAtMax) {
