@@ -36,14 +36,17 @@ test('the CLI with --spool-dir, killed with SIGKILL at 20 seeded points and rest
   const spooled = new Set<number>();
   let sent = 0;
   for (let r = 0; r < 20; r++) {
+    // What earlier runs left: a kill counts from this run's own first segment, not from theirs (else, with
+    // a slow start, every run after the first could be killed before it has read anything).
+    const left = new Set(await readdir(dir));
     const cli = startCli(args);
     cli.child.stdin.on('error', () => {}); // the kill closes the pipe under a write
-    // Kill at a random moment once it is writing to the spool (a segment exists).
+    // Kill at a random moment once it is writing to the spool (a segment of its own exists).
     const killAt = Math.floor(random() * 400);
     let writing: number | null = null;
     await new Promise<void>((resolve) => {
       const feed = async () => {
-        if (writing === null && (await readdir(dir)).some((n) => n.endsWith('.seg'))) writing = Date.now();
+        if (writing === null && (await readdir(dir)).some((n) => n.endsWith('.seg') && !left.has(n))) writing = Date.now();
         if (writing !== null && Date.now() - writing >= killAt) {
           cli.child.kill('SIGKILL');
           resolve();
