@@ -44,6 +44,34 @@ async function blockableS3(bytesPerSecond?: number): Promise<{ proxy: Proxy; blo
   return { proxy, block: (on) => (blocked = on) };
 }
 
+/** An in-process worker of the hand-over tests: uncompressed objects, a short session, S3 behind `endpoint`, retries that ride out a long brownout. */
+function handOverOptions(o: { topic: string; groupId: string; clientId: string; budget: number; endpoint: string; maxBatchBytes: number; retry: { attempts: number; baseMs: number; capMs: number } }) {
+  return {
+    brokers: env.kafka.brokers,
+    topics: [o.topic],
+    groupId: o.groupId,
+    clientId: o.clientId,
+    idleMs: 300,
+    sessionTimeoutMs: 6000,
+    maxBatchBytes: o.maxBatchBytes,
+    sink: { bucket: 'bucket', prefix: o.topic, gzipLevel: 0, maxBufferedBytes: o.budget, retry: o.retry, s3: s3Options(o.endpoint) },
+  };
+}
+
+/**
+ * A topic of one partition holding 6000 records of ~1 KiB in one minute that
+ * ended long ago (4 batches of `maxBatchBytes` 1.5 MiB: 3 by size, the rest
+ * cut when the partition goes quiet), and an S3 that answers 503 until unblocked.
+ */
+async function sixThousandBehindABlockedS3(t: { teardown(fn: () => unknown): void }, topic: string): Promise<{ proxy: Proxy; block(on: boolean): void }> {
+  await env.kafka.createTopic(topic, 1);
+  const s3 = await blockableS3();
+  t.teardown(() => s3.proxy.close());
+  await produce(topic, 1, 0, 6000, () => T0, 1000);
+  s3.block(true);
+  return s3;
+}
+
 /** A plain consumer of the group that joins (a rebalance), reads nothing it commits, and leaves (another one). */
 async function rebalanceOnce(groupId: string, topic: string): Promise<void> {
   const consumer: Consumer = env.client.consumer({ groupId, sessionTimeout: 6000, heartbeatInterval: 500 });
@@ -161,16 +189,7 @@ serial('a partition taken over while the old owner still has its batches on thei
   await produce(topic, 1, 0, 1500, () => T0, 1000);
   s3a.block(true);
   s3b.block(true);
-  const options = (clientId: string, budget: number, endpoint: string) => ({
-    brokers: env.kafka.brokers,
-    topics: [topic],
-    groupId: 'g-handover',
-    clientId,
-    idleMs: 300,
-    sessionTimeoutMs: 6000,
-    maxBatchBytes: 128 * 1024,
-    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: budget, retry: { attempts: 100, baseMs: 100, capMs: 500 }, s3: s3Options(endpoint) },
-  });
+  const options = (clientId: string, budget: number, endpoint: string) => handOverOptions({ topic, groupId: 'g-handover', clientId, budget, endpoint, maxBatchBytes: 128 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 500 } });
   // A (a budget of 2 MiB) reads everything: its batches wait for S3.
   const a = consumeKafka(options('s3-sink-a', 2 * 1024 * 1024, s3a.proxy.endpoint));
   t.teardown(() => a.close().catch(() => {}));
@@ -187,7 +206,8 @@ serial('a partition taken over while the old owner still has its batches on thei
   s3b.block(false);
   await closing;
   t.is(b.stats().cuts, 0);
-  // A gets the partition back and catches up; its uploads, on their way all along, land: the same keys with the same records.
+  // A gets the partition back and catches up. Its uploads, on their way all along, were read before two rebalances:
+  // they are fenced, and their records read again.
   s3a.block(false);
   await eventually(() => lagIsZero('g-handover', topic), 'the group caught up', 60_000);
   await a.close();
@@ -196,22 +216,8 @@ serial('a partition taken over while the old owner still has its batches on thei
 
 serial('a partition taken over while the old owner retries its uploads (S3 answers 503), the new owner cutting its batches shorter for room in a smaller budget: the old owner\'s objects are fenced (not written), so no record is in two objects', async (t) => {
   const topic = 'fence';
-  await env.kafka.createTopic(topic, 1);
-  const s3a = await blockableS3();
-  t.teardown(() => s3a.proxy.close());
-  // 6000 records of ~1 KiB in one minute that ended long ago: batches of 1.5 MiB by size.
-  await produce(topic, 1, 0, 6000, () => T0, 1000);
-  s3a.block(true);
-  const options = (clientId: string, budget: number, endpoint: string) => ({
-    brokers: env.kafka.brokers,
-    topics: [topic],
-    groupId: 'g-fence',
-    clientId,
-    idleMs: 300,
-    sessionTimeoutMs: 6000,
-    maxBatchBytes: 1536 * 1024,
-    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: budget, retry: { attempts: 100, baseMs: 200, capMs: 2000 }, s3: s3Options(endpoint) },
-  });
+  const s3a = await sixThousandBehindABlockedS3(t, topic);
+  const options = (clientId: string, budget: number, endpoint: string) => handOverOptions({ topic, groupId: 'g-fence', clientId, budget, endpoint, maxBatchBytes: 1536 * 1024, retry: { attempts: 100, baseMs: 200, capMs: 2000 } });
   // A (a budget of 16 MiB) reads everything: its batches (1.5 MiB each by the log's rule) wait for S3.
   const a = consumeKafka(options('s3-sink-a', 16 * 1024 * 1024, s3a.proxy.endpoint));
   t.teardown(() => a.close().catch(() => {}));
@@ -233,12 +239,7 @@ serial('a partition taken over while the old owner retries its uploads (S3 answe
 
 serial('a worker stopped (SIGSTOP) past its session with its uploads waiting for S3 (503), while another takes its partition and cuts its batches shorter; continued with S3 back: its lease has run out, so its objects wait for a heartbeat, which tells it it left: fenced, every record once', async (t) => {
   const topic = 'zombie-fence';
-  await env.kafka.createTopic(topic, 1);
-  const s3a = await blockableS3();
-  t.teardown(() => s3a.proxy.close());
-  // 6000 records of ~1 KiB in one minute that ended long ago: 4 batches (3 of 1.5 MiB by size, the rest cut when quiet).
-  await produce(topic, 1, 0, 6000, () => T0, 1000);
-  s3a.block(true);
+  const s3a = await sixThousandBehindABlockedS3(t, topic);
   const a = startWorker({ topic, groupId: 'g-zombie-fence', prefix: topic, clientId: 's3-sink-a', endpoint: s3a.proxy.endpoint, maxBufferedBytes: 16 * 1024 * 1024, maxBatchBytes: 1536 * 1024, retry: { attempts: 100, baseMs: 200, capMs: 2000 } });
   t.teardown(() => a.process.kill('SIGKILL'));
   const triedKeys = () => new Set(s3a.proxy.log.filter((l) => l.operation === 'PutObject').map((l) => l.url.split('?')[0])).size;
