@@ -237,6 +237,31 @@ serial('a partition taken over while the old owner retries its uploads (S3 answe
   t.is(a.stats().fenced, aBatches);
 });
 
+serial('with a spool: a partition taken over while the old owner\'s S3 answers 503: its batches were sealed and their offsets committed, so they are its to write (not fenced: the new owner starts after them), delivered from its spool when S3 is back; every record once', async (t) => {
+  const topic = 'fence-spool';
+  const s3a = await sixThousandBehindABlockedS3(t, topic);
+  const dir = await mkdtemp(join(tmpdir(), 's3sink-kafka-fence-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const options = (clientId: string, budget: number, endpoint: string) => handOverOptions({ topic, groupId: 'g-fence-spool', clientId, budget, endpoint, maxBatchBytes: 1536 * 1024, retry: { attempts: 3, baseMs: 100, capMs: 200 } });
+  const a = consumeKafka({ ...options('s3-sink-a', 16 * 1024 * 1024, s3a.proxy.endpoint), sink: { ...options('s3-sink-a', 16 * 1024 * 1024, s3a.proxy.endpoint).sink, spool: { dir, fsyncIntervalMs: 20 } } });
+  t.teardown(() => a.close().catch(() => {}));
+  a.sink.on('warning', () => {}); // S3SINK_REDELIVER while S3 answers 503
+  await eventually(() => lagIsZero('g-fence-spool', topic), 'a sealed every batch and committed past it', 30_000);
+  const b = consumeKafka(options('aaa-b', 1024 * 1024, env.s3.endpoint));
+  t.teardown(() => b.close().catch(() => {}));
+  const members = async () => {
+    const { groups } = await env.admin.describeGroups(['g-fence-spool']);
+    return groups[0]?.state === 'Stable' ? groups[0].members.length : 0;
+  };
+  await eventually(async () => (await members()) === 2, 'b joined the group (a rebalance: a holds no partition it had when it read)', 30_000);
+  s3a.block(false);
+  await eventually(() => a.stats().objects === 4, "a delivered its 4 batches from its spool", 60_000);
+  await Promise.all([a.close(), b.close()]);
+  t.is(a.stats().fenced, 0);
+  t.is(b.stats().records, 0, 'b read nothing: every offset was committed');
+  await assertExactlyOnce(t, `${topic}/`, 6000);
+});
+
 serial('a worker stopped (SIGSTOP) past its session with its uploads waiting for S3 (503), while another takes its partition and cuts its batches shorter; continued with S3 back: its lease has run out, so its objects wait for a heartbeat, which tells it it left: fenced, every record once', async (t) => {
   const topic = 'zombie-fence';
   const s3a = await sixThousandBehindABlockedS3(t, topic);
