@@ -622,10 +622,10 @@ export class KafkaWorker extends EventEmitter {
    * into other batches (a cut for room in its budget): this worker's late
    * object would then overwrite the other's under the same key, and its
    * records past the other's cut would be in two objects. So it is written
-   * only when this worker committed past it (with a spool: sealed, then
-   * committed; the next reader starts after it). Else it is fenced: not
-   * written, and read again (by this worker too, if the partition is its
-   * own again).
+   * only when this worker sent a commit past it (with a spool: sealed, then
+   * committed; the next reader starts after it; see #sentPast). Else it is
+   * fenced: not written, and read again (by this worker too, if the
+   * partition is its own again).
    */
   async #mayPublish(key: string): Promise<boolean> {
     const inChain = this.#inflight.get(key);
