@@ -71,8 +71,9 @@ interface Row {
 
 // ---------------------------------------------------------------- processes
 
+/** Node flags of every sink process; S3SINK_BENCH_NODE_ARGS adds some (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS refuses). */
 function nodeArgs(): string[] {
-  return ['--import', join(root, 'bench', 'rusage.mjs')];
+  return ['--import', join(root, 'bench', 'rusage.mjs'), ...(process.env.S3SINK_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
 }
 
 /** A helper process (s3rver, the proxy) that prints one JSON line when ready. */

@@ -340,21 +340,37 @@ export class KafkaWorker extends EventEmitter {
     try {
       const state = await this.#stateFor(batch.topic, batch.partition);
       state.end = Math.max(state.end, Number(batch.highWatermark));
-      for (const message of batch.messages) {
-        if (this.#stopping || state.dead || !isRunning() || isStale()) return;
-        const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
-        // Below the committed offset: written by whoever committed past it. kafkajs gives such records when it
-        // applies a seek made before a rebalance (a reset's) once the partition is back, after another owner
-        // has committed further, with cuts this state does not know.
-        if (record.offset < state.committed.offset) {
-          resolveOffset(message.offset);
-          continue;
+      // kafkajs is told the last record taken (what it fetches next follows it) before each wait and at the end,
+      // not at every record (each call parses and prints a 64-bit offset). Only a wait lets a seek, a
+      // rebalance or close() happen, so they are looked for at the start and after each wait.
+      let lastTaken: string | null = null;
+      const resolveTaken = () => {
+        if (lastTaken !== null) resolveOffset(lastTaken);
+        lastTaken = null;
+      };
+      let look = true;
+      try {
+        for (const message of batch.messages) {
+          if (look) {
+            if (this.#stopping || state.dead || !isRunning() || isStale()) return;
+            look = false;
+          }
+          const record: LogRecord = { offset: Number(message.offset), timestamp: Number(message.timestamp) };
+          // Below the committed offset: written by whoever committed past it. kafkajs gives such records when it
+          // applies a seek made before a rebalance (a reset's) once the partition is back, after another owner
+          // has committed further, with cuts this state does not know.
+          if (record.offset >= state.committed.offset && !state.batcher.seen(record)) {
+            const taken = this.#take(state, record, message, heartbeat);
+            if (taken !== true) {
+              resolveTaken();
+              if (!(await taken)) return;
+              look = true;
+            }
+          }
+          lastTaken = message.offset;
         }
-        if (!state.batcher.seen(record)) {
-          const taken = this.#take(state, record, message, heartbeat);
-          if (taken !== true && !(await taken)) return;
-        }
-        resolveOffset(message.offset);
+      } finally {
+        resolveTaken();
       }
       // Past its last record, the batch may end in offsets that hold nothing to read (a transaction's control record).
       this.#passed(batch.topic, batch.partition, Number(batch.messages[0]?.offset ?? batch.lastOffset()), Number(batch.lastOffset()), Number(batch.highWatermark));
