@@ -24,6 +24,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
+import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceOptions } from '../lib/gzipPieces.js';
 import { makeInput } from './inputs.js';
 
 const args = process.argv.slice(2);
@@ -34,7 +35,6 @@ const arg = (name: string, fallback: number): number => {
 const MIB = arg('mib', 64);
 const PIECE = arg('piece-kib', 1024) * 1024;
 const LEVEL = arg('level', 6);
-const DICT = 32 * 1024;
 
 /** Pieces of about `size` bytes, cut after a newline. */
 function pieces(data: Buffer, size: number): Buffer[] {
@@ -51,26 +51,18 @@ function pieces(data: Buffer, size: number): Buffer[] {
   return out;
 }
 
-const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-
-/** One gzip member from raw deflate pieces that end in a sync flush, then a final empty block and the trailer. */
+/** One gzip member from pieces compressed apart, as the sink writes it (lib/gzipPieces.ts). */
 function oneMember(data: Buffer, parts: Buffer[], dictionary: boolean): Buffer {
-  const out: Buffer[] = [GZIP_HEADER];
-  let crc = 0;
+  const out: Buffer[] = [gzipHeader(LEVEL)];
+  const sum = new MemberSum();
   let offset = 0;
   for (const part of parts) {
-    const options: zlib.ZlibOptions = { level: LEVEL, finishFlush: zlib.constants.Z_SYNC_FLUSH };
-    if (dictionary && offset > 0) options.dictionary = data.subarray(Math.max(0, offset - DICT), offset);
-    out.push(zlib.deflateRawSync(part, options));
-    crc = zlib.crc32(part, crc);
+    const before = dictionary && offset > 0 ? data.subarray(Math.max(0, offset - DICTIONARY_BYTES), offset) : undefined;
+    out.push(zlib.deflateRawSync(part, pieceOptions(LEVEL, before)));
+    sum.add(part);
     offset += part.length;
   }
-  // The final block: empty, fixed Huffman, BFINAL set (what Z_FINISH on no input writes).
-  out.push(zlib.deflateRawSync(Buffer.alloc(0)));
-  const trailer = Buffer.alloc(8);
-  trailer.writeUInt32LE(crc >>> 0, 0);
-  trailer.writeUInt32LE(data.length % 2 ** 32, 4);
-  out.push(trailer);
+  out.push(sum.end());
   return Buffer.concat(out);
 }
 

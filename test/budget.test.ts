@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { inflateRawSync } from 'node:zlib';
 import { s3Sink, type Receipt } from '../lib/index.js';
 import { prng, noisyLine } from './helpers/data.js';
 import { fixedClock } from './helpers/clock.js';
+import { gzipMembers, syncFlushes } from './helpers/gzip.js';
 import { useLocalS3 } from './helpers/s3.js';
 
 const env = useLocalS3(test, ['bucket']);
@@ -63,24 +63,6 @@ test('a budget full of batches too small for a part closes the largest early ins
   t.is(sink.stats().eventsOut, DESTINATIONS * PER_DESTINATION);
 });
 
-/** The number of gzip members in `gz` (each: a 10-byte header without options, deflate data, an 8-byte trailer). */
-function members(gz: Buffer): number {
-  let n = 0;
-  for (let at = 0; at < gz.length; n++) {
-    if (gz[at] !== 0x1f || gz[at + 1] !== 0x8b || gz[at + 3] !== 0) throw new Error(`no plain gzip member at ${at}`);
-    const { engine } = inflateRawSync(gz.subarray(at + 10), { info: true }) as unknown as { engine: { bytesWritten: number } };
-    at += 10 + engine.bytesWritten + 8;
-  }
-  return n;
-}
-
-/** Sync flush markers (an empty stored block, 00 00 ff ff): where pieces compressed apart meet in one deflate stream. */
-function pieces(gz: Buffer): number {
-  let count = 0;
-  for (let at = gz.indexOf('0000ffff', 0, 'hex'); at !== -1; at = gz.indexOf('0000ffff', at + 4, 'hex')) count += 1;
-  return count;
-}
-
 test('a budget full of small batches of compressible lines compresses them into pieces instead of closing them: one object per destination, each one gzip member, every line in order', async (t) => {
   const DESTINATIONS = 100;
   const PER_DESTINATION = 400; // ~100-byte JSON lines: ~4 MiB in all against a 1 MiB budget, about a tenth of it once compressed
@@ -110,8 +92,8 @@ test('a budget full of small batches of compressible lines compresses them into 
     const expected = Array.from({ length: PER_DESTINATION }, (_, round) => line(d, round));
     t.deepEqual(await env.s3.lines('bucket', r.key), expected, `destination ${d}: Node reads every line, in order`);
     const gz = await env.s3.raw('bucket', r.key);
-    t.is(members(gz), 1, `destination ${d}: one gzip member`);
-    if (pieces(gz) > 0) multi += 1;
+    t.is(gzipMembers(gz).length, 1, `destination ${d}: one gzip member`);
+    if (syncFlushes(gz) > 0) multi += 1;
     if (d % 25 === 0 && zcat) {
       const file = join(dir, `${d}.gz`);
       await writeFile(file, gz);

@@ -7,40 +7,20 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { inflateRawSync } from 'node:zlib';
 import { s3Sink, type Receipt } from '../lib/index.js';
 import { fixedClock } from './helpers/clock.js';
 import { logLine } from './helpers/data.js';
+import { gzipMembers as members, syncFlushes } from './helpers/gzip.js';
 import { useLocalS3 } from './helpers/s3.js';
 
 const env = useLocalS3(test, ['bucket']);
 const run = promisify(execFile);
-
-/** The sizes of the gzip members of `gz` (each: a 10-byte header without options, deflate data, an 8-byte trailer). */
-function members(gz: Buffer): number[] {
-  const sizes: number[] = [];
-  for (let at = 0; at < gz.length; ) {
-    if (gz[at] !== 0x1f || gz[at + 1] !== 0x8b || gz[at + 3] !== 0) throw new Error(`no plain gzip member at ${at}`);
-    const { engine } = inflateRawSync(gz.subarray(at + 10), { info: true }) as unknown as { engine: { bytesWritten: number } };
-    const size = 10 + engine.bytesWritten + 8;
-    sizes.push(size);
-    at += size;
-  }
-  return sizes;
-}
 
 async function available(command: string): Promise<boolean> {
   return run('sh', ['-c', `command -v ${command}`]).then(
     () => true,
     () => false,
   );
-}
-
-/** Sync flush markers (an empty stored block: 00 00 ff ff), which a deflate stream has where pieces compressed apart meet. */
-function syncFlushes(gz: Buffer): number {
-  let count = 0;
-  for (let at = gz.indexOf('0000ffff', 0, 'hex'); at !== -1; at = gz.indexOf('0000ffff', at + 4, 'hex')) count += 1;
-  return count;
 }
 
 test('with parallelGzip, a hot destination is compressed in pieces on several threads and written as ONE gzip member, which zcat, Python (even zlib.decompress, which stops after a member) and Java read as the original lines', async (t) => {

@@ -489,7 +489,7 @@ export class KafkaWorker extends EventEmitter {
     let largest: PartitionState | null = null;
     for (const state of this.#liveStates()) {
       const open = state.batcher.open;
-      if (open !== null && open.bytes > 0 && this.#canRecordCut(state) && (largest === null || open.bytes > (largest.batcher.open as LogBatch).bytes)) largest = state;
+      if (open !== null && open.bytes > 0 && (largest === null || open.bytes > (largest.batcher.open as LogBatch).bytes) && this.#canRecordCut(state)) largest = state;
     }
     if (largest === null) return false;
     this.#cut(largest);
