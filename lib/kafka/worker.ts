@@ -672,23 +672,16 @@ export class KafkaWorker extends EventEmitter {
 
   /**
    * This member is still in `generation` of the group: no rebalance since,
-   * and its lease holds (else it waits, up to a session, for a heartbeat that
-   * renews it or for the rebalance that says it left).
+   * and its lease holds. Past its lease it waits for a heartbeat that renews
+   * it or for the rebalance (or crash, or stop) that says it left, however
+   * long that takes: a slow heartbeat (a broker restarting, a loaded machine)
+   * is no sign of having left, and fencing on it would only read batches again.
    */
   async #inGroup(generation: number): Promise<boolean> {
-    const deadline = performance.now() + this.#o.sessionTimeoutMs;
     for (;;) {
-      if (generation !== this.#generation) return false;
-      const now = performance.now();
-      if (now < this.#leaseUntil) return true;
-      if (now >= deadline || this.#failed) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - now);
-        this.#beatWaiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      if (generation !== this.#generation || this.#failed) return false;
+      if (performance.now() < this.#leaseUntil) return true;
+      await new Promise<void>((resolve) => this.#beatWaiters.push(resolve));
     }
   }
 
