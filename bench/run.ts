@@ -14,8 +14,8 @@
  * Flags: --rounds N (default 3), --quick (small inputs, one round),
  * --profile (also profile the main scenario with --cpu-prof and print where
  * the time goes), --only TEXT (only the scenarios whose names contain TEXT,
- * comma-separated, with their baselines; no memory runs: for an A/B of one
- * change). Results go to bench/results/<time>.json.
+ * comma-separated, with their baselines; no memory runs unless TEXT includes
+ * `memory`: for an A/B of one change). Results go to bench/results/<time>.json.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
@@ -315,7 +315,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const memory = only === null ? await memoryRuns() : null;
+  const memory = only === null || only.includes('memory') ? await memoryRuns() : null;
 
   // Memory: peak RSS above an idle CLI, flat in the input size, and with S3 throttled.
   async function memoryRuns() {
