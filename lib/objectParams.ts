@@ -2,8 +2,8 @@ import type { ObjectCannedACL, PutObjectCommandInput } from '@aws-sdk/client-s3'
 
 /**
  * What every object the sink writes carries besides its bytes: the headers
- * of PutObject and CreateMultipartUpload (lib-storage passes the same params
- * to both, and ExpectedBucketOwner on to UploadPart and
+ * of PutObject and CreateMultipartUpload (the upload stage passes the same
+ * params to both, and ExpectedBucketOwner on to UploadPart and
  * CompleteMultipartUpload too). Pure: built once, when options are resolved.
  */
 
@@ -53,8 +53,8 @@ export function objectParams(settings: ObjectSettings): Readonly<ObjectParams> {
 /**
  * Tags as the `x-amz-tagging` header wants them: URL query form, each key
  * and value percent-encoded (a space as `%20`, not `+`). Sent with the
- * object itself rather than by a PutObjectTagging after it (lib-storage's
- * `tags` option): the object is never in S3 untagged, where a lifecycle or
+ * object itself rather than by a PutObjectTagging after it (as
+ * `@aws-sdk/lib-storage`'s `tags` option does): the object is never in S3 untagged, where a lifecycle or
  * access rule keyed on a tag would miss it, and there is no second request
  * to fail after the object is complete.
  */

@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
  * Calls back once each of `streams` (the `null`s skipped) can take more:
  * it drained, or it will never drain because it ended, closed or failed.
  * A wait on `'drain'` alone hangs forever when the stream is destroyed
- * under it (lib-storage destroys an upload's body when the upload fails);
+ * under it (a gzip stream destroyed when its batch fails);
  * this is the wait `stream.pipeline` does. Listeners are removed after.
  */
 export function whenWritable(streams: readonly (Writable | null)[], callback: () => void): void {

@@ -306,7 +306,7 @@ export class SpoolStage extends Duplex {
       if (pendingBytes > 0) await send(Buffer.concat(pending, pendingBytes));
       await reader.close();
       if (this.destroyed) return;
-      // Multipart uploads an earlier run left: aborted (one this run gave up on, lib-storage aborted already).
+      // Multipart uploads an earlier run left: aborted (one this run gave up on, the upload stage aborted already).
       if (replay.sentBack === null) for (const id of uploads) await abortMultipartUpload(this.#ctx, batch.bucket, batch.key, id);
       if (batch.events === 0) {
         await spool.remove(batch);

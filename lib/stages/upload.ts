@@ -1,27 +1,32 @@
 import { setMaxListeners } from 'node:events';
-import { PassThrough, Writable } from 'node:stream';
-import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { Writable } from 'node:stream';
+import {
+  ChecksumAlgorithm, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand, UploadPartCommand,
+  type CompletedPart, type CreateMultipartUploadCommandInput, type CreateMultipartUploadCommandOutput, type S3Client, type UploadPartCommandOutput,
+} from '@aws-sdk/client-s3';
 import type { Batch, BytesPiece } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import type { DeadLetter } from '../deadLetter.js';
 import { FencedError, messageOf, UploadError } from '../errors.js';
 import { abortMultipartUpload } from '../multipart.js';
+import { Pieces, PartPool } from '../parts.js';
 import { classify } from '../retry.js';
-import { whenWritable } from '../streams.js';
 import type { Command } from '../transport.js';
 
 /**
  * Stage 6 (a Writable): `BytesPiece`s (gzip) → S3 objects.
  *
- * One `@aws-sdk/lib-storage` `Upload` per batch, its body fed as pieces
- * arrive. A batch starts uploading once it has more than one part of bytes
- * (its parts then go to S3 while its window is still open) or when it ends
- * (a batch of at most one part becomes one PutObject). At most `maxUploads`
- * run at once; the others wait their turn, their bytes counted in the budget.
+ * A batch starts uploading once it has more than one part of bytes (its
+ * parts then go to S3 while its window is still open) or when it ends (a
+ * batch of at most one part becomes one PutObject). At most `maxUploads` run
+ * at once; the others wait their turn, their bytes counted in the budget.
+ * A multipart upload sends parts of `partSize`, `queueSize` at once, each
+ * copied into a buffer of a pool (parts.ts) that the next part uses again;
+ * the compressed pieces it was copied from are garbage at once.
  *
- * A write to a running upload calls back only when its body accepts more:
- * with S3 slow, this is where backpressure starts.
+ * A write to a running upload calls back only when the upload holds less
+ * than a whole part it cannot send: with S3 slow, this is where
+ * backpressure starts.
  *
  * Requests go through the context's transport (timeouts, retries). An upload
  * given up on is aborted (AbortMultipartUpload), and then:
@@ -41,28 +46,46 @@ export function upload(ctx: SinkContext): Uploader {
   return new Uploader(ctx);
 }
 
-/** Body buffer of a running upload, beyond what lib-storage holds in its parts. */
-const BODY_BUFFER = 256 * 1024;
+/** Parts S3 allows in one multipart upload. */
+const MAX_PARTS = 10_000;
+/** A single PutObject body larger than this is copied into a part buffer of the pool rather than a new one. */
+const POOLED_PUT_BYTES = 1024 * 1024;
 /** How long `destroy` waits for AbortMultipartUpload of the uploads it cuts off. */
 const ABORT_TIMEOUT_MS = 5_000;
 
 interface Job {
   batch: Batch;
-  /** Compressed bytes received before the upload started. */
-  pending: Buffer[];
+  /** Compressed bytes not yet in a request. */
+  pending: Pieces;
   compressed: number;
   /** Bytes S3 has acknowledged. */
   acked: number;
+  /** Parts cut so far (the last one's number). */
   parts: number;
+  partsInFlight: number;
+  /** What CompleteMultipartUpload lists: the parts S3 has. */
+  done: CompletedPart[];
   ended: boolean;
   queued: boolean;
-  body: PassThrough | null;
-  upload: Upload | null;
+  /** It has its upload slot. */
+  started: boolean;
+  /** CreateMultipartUpload is on its way. */
+  creating: boolean;
+  /** Its PutObject or CompleteMultipartUpload is on its way: nothing more to send. */
+  publishing: boolean;
   uploadId: string | null;
+  /** Cuts off its requests when it is given up on (and when the sink is destroyed). */
+  abort: AbortController;
   /** Why the upload was given up on; the rest of the batch is then dropped (the spool has it). */
   failure: unknown;
+  /** Its requests have stopped since the failure, and its multipart upload is being aborted. */
+  settling: boolean;
+  /** The failure has been dealt with (its requests stopped, its multipart upload aborted). */
+  failureSettled: boolean;
   /** The acks of its events (they came with its end). */
   acks: unknown[] | null;
+  /** A write waiting for one of its parts to go: the job holds a whole part it cannot send yet. */
+  waiting: (() => void) | null;
 }
 
 /** What a `'delivered'` event says: the acks of the events of one object now in S3. */
@@ -80,16 +103,18 @@ export class Uploader extends Writable {
   readonly #jobs = new Map<string, Job>();
   #queue: Job[] = [];
   #running = 0;
-  readonly #abort = new AbortController();
   #onIdle: (() => void) | null = null;
   /** Batches given up on with no place to keep them. */
   readonly #lost: UploadError[] = [];
+  readonly #pool: PartPool;
+  /** Whether the client sends checksums with every request that takes one (then a multipart upload declares CRC32, as lib-storage does). */
+  #checksums: Promise<boolean> | null = null;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, highWaterMark: 4 });
     this.#ctx = ctx;
-    // Every request in flight listens to it (and stops listening when done): up to maxUploads × queueSize at once.
-    setMaxListeners(0, this.#abort.signal);
+    const { partSize, queueSize } = ctx.options;
+    this.#pool = new PartPool(partSize, queueSize);
   }
 
   override _write(piece: BytesPiece, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -107,15 +132,17 @@ export class Uploader extends Writable {
       callback();
       return;
     }
-    if (!job.body) {
-      job.pending.push(piece.data);
+    job.pending.push(piece.data);
+    if (!job.started) {
       if (job.compressed > this.#ctx.options.partSize) this.#requestStart(job);
       callback();
       return;
     }
-    const bodyFull = !job.body.write(piece.data);
+    this.#pump(job);
     this.#reportInParts(job);
-    whenWritable([bodyFull ? job.body : null], callback);
+    // A whole part it cannot send yet (its parts in flight are queueSize): take no more until one goes.
+    if (job.pending.bytes >= this.#ctx.options.partSize && job.failure === null) job.waiting = callback;
+    else callback();
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -125,13 +152,11 @@ export class Uploader extends Writable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#abort.abort();
     this.#queue = [];
     const cutOff = [...this.#jobs.values()];
     this.#jobs.clear();
     for (const job of cutOff) {
-      job.body?.destroy();
-      job.upload?.abort().catch(() => {});
+      job.abort.abort();
       this.#ctx.ledger.settle(job.batch);
     }
     this.#ctx.ledger.wake();
@@ -143,7 +168,12 @@ export class Uploader extends Writable {
   #job(batch: Batch): Job {
     let job = this.#jobs.get(batch.key);
     if (!job) {
-      job = { batch, pending: [], compressed: 0, acked: 0, parts: 0, ended: false, queued: false, body: null, upload: null, uploadId: null, failure: null, acks: null };
+      job = {
+        batch, pending: new Pieces(), compressed: 0, acked: 0, parts: 0, partsInFlight: 0, done: [], ended: false, queued: false, started: false,
+        creating: false, publishing: false, uploadId: null, abort: new AbortController(), failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
+      };
+      // Each request in flight listens to it (and stops listening when done): up to queueSize at once.
+      setMaxListeners(0, job.abort.signal);
       this.#jobs.set(batch.key, job);
     }
     return job;
@@ -151,8 +181,9 @@ export class Uploader extends Writable {
 
   #end(job: Job): void {
     job.ended = true;
-    if (job.failure !== null) this.#giveUp(job);
-    else if (job.body) job.body.end();
+    if (job.failure !== null) {
+      if (job.failureSettled) this.#giveUp(job);
+    } else if (job.started) this.#pump(job);
     else if (job.compressed === 0) this.#nothingToWrite(job);
     else this.#requestStart(job);
   }
@@ -176,7 +207,7 @@ export class Uploader extends Writable {
   }
 
   #requestStart(job: Job): void {
-    if (job.body || job.queued) return;
+    if (job.started || job.queued) return;
     if (this.#running < this.#ctx.options.maxUploads) {
       this.#start(job);
     } else {
@@ -186,40 +217,162 @@ export class Uploader extends Writable {
   }
 
   #start(job: Job): void {
-    const { options, counters, ledger } = this.#ctx;
     this.#running += 1;
-    counters.uploadsInFlight += 1;
+    this.#ctx.counters.uploadsInFlight += 1;
     job.queued = false;
-    const body = new PassThrough({ highWaterMark: BODY_BUFFER });
-    // lib-storage destroys the body when the upload fails; that failure is reported by done().
-    body.on('error', () => {});
-    job.body = body;
-    const { bucket, key } = job.batch;
-    for (const data of job.pending) body.write(data);
-    job.pending = [];
-    if (job.ended) body.end();
-    const upload = new Upload({
-      client: this.#client(job),
-      params: { ...options.objectParams, Bucket: bucket, Key: key, Body: body },
-      partSize: options.partSize,
-      queueSize: options.queueSize,
-      leavePartsOnError: false,
-    });
-    job.upload = upload;
-    upload.on('httpUploadProgress', (progress) => {
-      const loaded = progress.loaded ?? 0;
-      if (progress.part !== undefined) job.parts = Math.max(job.parts, progress.part);
-      if (loaded > job.acked) {
-        ledger.release(job.batch, loaded - job.acked);
-        job.acked = loaded;
-      }
-      this.#reportInParts(job);
-    });
-    upload.done().then(
-      () => this.#completed(job),
-      (err: unknown) => this.#failed(job, err),
-    );
+    job.started = true;
+    this.#pump(job);
     this.#reportInParts(job);
+  }
+
+  /**
+   * Sends what can be sent: one PutObject for a batch that ended within one
+   * part; otherwise CreateMultipartUpload, then parts of `partSize` as they
+   * fill, at most `queueSize` at once, the last (shorter) one after the end,
+   * and CompleteMultipartUpload once S3 has them all.
+   */
+  #pump(job: Job): void {
+    if (!job.started || job.failure !== null || job.publishing || this.#jobs.get(job.batch.key) !== job) return;
+    const { partSize, queueSize } = this.#ctx.options;
+    if (job.uploadId === null) {
+      if (job.creating) return;
+      if (job.ended && job.parts === 0 && job.pending.bytes <= partSize) this.#putObject(job);
+      else this.#createMultipart(job);
+      return;
+    }
+    while (job.partsInFlight < queueSize && (job.pending.bytes >= partSize || (job.ended && job.pending.bytes > 0))) {
+      if (job.parts >= MAX_PARTS) {
+        this.#fail(job, new Error(`more than ${MAX_PARTS} parts: S3 takes no more in one object (raise partSize, or lower maxObjectBytes)`));
+        return;
+      }
+      this.#sendPart(job);
+    }
+    if (job.waiting !== null && job.pending.bytes < partSize) this.#wake(job);
+    if (job.ended && job.pending.bytes === 0 && job.partsInFlight === 0) this.#completeMultipart(job);
+  }
+
+  #wake(job: Job): void {
+    const callback = job.waiting;
+    job.waiting = null;
+    callback?.();
+  }
+
+  #putObject(job: Job): void {
+    const { options, fence } = this.#ctx;
+    const { bucket, key } = job.batch;
+    job.publishing = true;
+    job.parts = 1;
+    const size = job.pending.bytes;
+    const pooled = size > POOLED_PUT_BYTES ? this.#pool.take() : null;
+    const body = pooled === null ? job.pending.takeAll() : job.pending.copyOut(size, pooled);
+    const command = new PutObjectCommand({ ...options.objectParams, Bucket: bucket, Key: key, Body: body });
+    this.#send(job, command, fence).then(
+      () => {
+        if (pooled !== null) this.#pool.give(pooled);
+        this.#acknowledged(job, size);
+        this.#completed(job);
+      },
+      (err: unknown) => {
+        if (pooled !== null) this.#pool.give(pooled);
+        this.#fail(job, err);
+      },
+    );
+  }
+
+  #createMultipart(job: Job): void {
+    const { options, spool } = this.#ctx;
+    const { bucket, key } = job.batch;
+    job.creating = true;
+    this.#checksums ??= checksumsWhenSupported(this.#ctx.client);
+    this.#checksums
+      .then((checksums) => {
+        job.abort.signal.throwIfAborted();
+        const input: CreateMultipartUploadCommandInput = { ...options.objectParams, Bucket: bucket, Key: key };
+        // As lib-storage does: a client that sends checksums with each part declares their algorithm up front.
+        if (checksums) input.ChecksumAlgorithm = ChecksumAlgorithm.CRC32;
+        return this.#send<CreateMultipartUploadCommandOutput>(job, new CreateMultipartUploadCommand(input));
+      })
+      .then(
+        (output) => {
+          job.creating = false;
+          if (output.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
+          job.uploadId = output.UploadId;
+          spool?.noteUpload(key, job.uploadId);
+          if (job.failure !== null) this.#settleFailure(job);
+          else this.#pump(job);
+        },
+      )
+      .catch((err: unknown) => {
+        job.creating = false;
+        this.#fail(job, err);
+      });
+  }
+
+  #sendPart(job: Job): void {
+    const { partSize, objectParams } = this.#ctx.options;
+    const { bucket, key } = job.batch;
+    const size = Math.min(partSize, job.pending.bytes);
+    const buffer = this.#pool.take();
+    const body = job.pending.copyOut(size, buffer);
+    job.parts += 1;
+    job.partsInFlight += 1;
+    const partNumber = job.parts;
+    const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: job.uploadId as string, PartNumber: partNumber, Body: body, ExpectedBucketOwner: objectParams.ExpectedBucketOwner });
+    this.#send<UploadPartCommandOutput>(job, command).then(
+      (output) => {
+        this.#pool.give(buffer);
+        job.partsInFlight -= 1;
+        if (job.failure !== null) {
+          this.#settleFailure(job);
+          return;
+        }
+        if (output.ETag === undefined) {
+          this.#fail(job, new Error(`UploadPart ${partNumber} answered without an ETag`));
+          return;
+        }
+        const { ETag, ChecksumCRC32, ChecksumCRC32C, ChecksumCRC64NVME, ChecksumSHA1, ChecksumSHA256 } = output;
+        job.done.push({ PartNumber: partNumber, ETag, ChecksumCRC32, ChecksumCRC32C, ChecksumCRC64NVME, ChecksumSHA1, ChecksumSHA256 });
+        this.#acknowledged(job, size);
+        this.#pump(job);
+        this.#reportInParts(job);
+      },
+      (err: unknown) => {
+        this.#pool.give(buffer);
+        job.partsInFlight -= 1;
+        this.#fail(job, err);
+      },
+    );
+  }
+
+  #completeMultipart(job: Job): void {
+    const { options, fence } = this.#ctx;
+    const { bucket, key } = job.batch;
+    job.publishing = true;
+    const parts = job.done.sort((a, b) => (a.PartNumber as number) - (b.PartNumber as number));
+    const command = new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: job.uploadId as string, MultipartUpload: { Parts: parts }, ExpectedBucketOwner: options.objectParams.ExpectedBucketOwner });
+    this.#send(job, command, fence).then(
+      () => {
+        job.uploadId = null;
+        this.#completed(job);
+      },
+      (err: unknown) => this.#fail(job, err),
+    );
+  }
+
+  /**
+   * Through the transport (timeouts, retries), cut off with the job; a
+   * request that publishes the object asks the fence first, at every attempt.
+   */
+  #send<T>(job: Job, command: Command, fence: ((key: string) => Promise<boolean>) | null = null): Promise<T> {
+    const beforeAttempt = fence === null ? undefined : () => this.#mayPublish(fence, job.batch);
+    return this.#ctx.transport.send<T>(command, job.abort.signal, beforeAttempt);
+  }
+
+  /** S3 has `bytes` more of the job's bytes: they leave the budget. */
+  #acknowledged(job: Job, bytes: number): void {
+    if (this.#jobs.get(job.batch.key) !== job) return;
+    job.acked += bytes;
+    this.#ctx.ledger.release(job.batch, bytes);
   }
 
   /** Tells the budget how many of the job's bytes are in full parts, on their way without more input. */
@@ -231,6 +384,7 @@ export class Uploader extends Writable {
 
   #completed(job: Job): void {
     if (this.#jobs.get(job.batch.key) !== job) return;
+    this.#uploadDone();
     const { spool } = this.#ctx;
     // Never rejects: a segment that cannot be deleted is said (and a restart rewrites the same key with the same bytes).
     const cleanUp = spool ? spool.remove(job.batch) : Promise.resolve();
@@ -240,7 +394,6 @@ export class Uploader extends Writable {
         const { counters, ledger } = this.#ctx;
         const { batch } = job;
         this.#jobs.delete(batch.key);
-        this.#uploadDone();
         counters.objects += 1;
         counters.eventsOut += batch.events;
         counters.bytesOut += job.compressed;
@@ -253,12 +406,39 @@ export class Uploader extends Writable {
     );
   }
 
-  #failed(job: Job, err: unknown): void {
+  /**
+   * A request of the job failed for good (or the fence said no): its other
+   * requests are cut off, its bytes dropped (the budget is settled with its
+   * end), and once nothing of it is in flight its multipart upload is aborted
+   * and the batch given up on.
+   */
+  #fail(job: Job, err: unknown): void {
     if (this.destroyed || this.#jobs.get(job.batch.key) !== job) return;
+    if (job.failure !== null) {
+      // One more of its requests stopped (the first failure cut it off).
+      this.#settleFailure(job);
+      return;
+    }
     job.failure = err;
-    job.body?.destroy();
-    this.#uploadDone();
-    if (job.ended) this.#giveUp(job);
+    job.abort.abort();
+    this.#ctx.ledger.release(job.batch, job.pending.clear());
+    this.#wake(job);
+    this.#settleFailure(job);
+  }
+
+  #settleFailure(job: Job): void {
+    if (job.settling || job.creating || job.partsInFlight > 0 || this.#jobs.get(job.batch.key) !== job) return;
+    job.settling = true;
+    const aborted = job.uploadId === null ? Promise.resolve(true) : this.#abortMultipart(job.batch, job.uploadId);
+    aborted
+      .then(() => {
+        if (this.#jobs.get(job.batch.key) !== job) return;
+        job.failureSettled = true;
+        job.uploadId = null;
+        this.#uploadDone();
+        if (job.ended) this.#giveUp(job);
+      })
+      .catch((err: unknown) => this.destroy(err as Error));
   }
 
   /** The upload failed and its end has come: back to the spool, into a dead letter, or reported lost. */
@@ -311,7 +491,7 @@ export class Uploader extends Writable {
     );
   }
 
-  /** Not to be written (lib-storage has aborted its multipart upload): its segment goes, and `'fenced'` says so. */
+  /** Not to be written (its multipart upload is aborted): its segment goes, and `'fenced'` says so. */
   #fenced(job: Job): void {
     const { batch } = job;
     const { spool } = this.#ctx;
@@ -360,34 +540,11 @@ export class Uploader extends Writable {
   #abortMultipart(batch: Batch, uploadId: string, signal?: AbortSignal): Promise<boolean> {
     return abortMultipartUpload(this.#ctx, batch.bucket, batch.key, uploadId, signal);
   }
+}
 
-  /**
-   * The client lib-storage talks to: requests go through the transport
-   * (timeouts, retries, the sink's abort signal, which lib-storage would not
-   * pass), the upload id is noted (in the spool too, so a recovery can abort
-   * it), and AbortMultipartUpload never throws (so lib-storage reports the
-   * failure that made it give up, not the abort's).
-   */
-  #client(job: Job): S3Client {
-    const { transport, client } = this.#ctx;
-    const signal = this.#abort.signal;
-    const send = async (command: Command) => {
-      if (command instanceof AbortMultipartUploadCommand) {
-        // After a destroy, _destroy aborts every multipart upload itself.
-        if (signal.aborted) return {};
-        await this.#abortMultipart(job.batch, command.input.UploadId as string);
-        if (job.uploadId === command.input.UploadId) job.uploadId = null;
-        return {};
-      }
-      const { fence } = this.#ctx;
-      const publishes = fence !== null && (command instanceof PutObjectCommand || command instanceof CompleteMultipartUploadCommand);
-      const output = await transport.send(command, signal, publishes ? () => this.#mayPublish(fence, job.batch) : undefined);
-      if (command instanceof CreateMultipartUploadCommand) {
-        job.uploadId = (output as { UploadId?: string }).UploadId ?? null;
-        if (job.uploadId !== null) this.#ctx.spool?.noteUpload(job.batch.key, job.uploadId);
-      }
-      return output;
-    };
-    return { config: client.config, send } as unknown as S3Client;
-  }
+/** Whether `client` computes a checksum for every request that can carry one (`requestChecksumCalculation: 'WHEN_SUPPORTED'`, the SDK's default). */
+async function checksumsWhenSupported(client: S3Client): Promise<boolean> {
+  const setting = (client.config as { requestChecksumCalculation?: unknown }).requestChecksumCalculation;
+  if (typeof setting !== 'function') return false;
+  return (await (setting as () => Promise<string>)()) === 'WHEN_SUPPORTED';
 }
