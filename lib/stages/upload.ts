@@ -74,8 +74,8 @@ interface Job {
   /** Its PutObject or CompleteMultipartUpload is on its way: nothing more to send. */
   publishing: boolean;
   uploadId: string | null;
-  /** Cuts off its requests when it is given up on (and when the sink is destroyed). */
-  abort: AbortController;
+  /** Cuts off its requests when it is given up on (and when the sink is destroyed); made when it starts (10 000 batches may wait their turn). */
+  abort: AbortController | null;
   /** Why the upload was given up on; the rest of the batch is then dropped (the spool has it). */
   failure: unknown;
   /** Its requests have stopped since the failure, and its multipart upload is being aborted. */
@@ -156,7 +156,7 @@ export class Uploader extends Writable {
     const cutOff = [...this.#jobs.values()];
     this.#jobs.clear();
     for (const job of cutOff) {
-      job.abort.abort();
+      job.abort?.abort();
       this.#ctx.ledger.settle(job.batch);
     }
     this.#ctx.ledger.wake();
@@ -170,10 +170,8 @@ export class Uploader extends Writable {
     if (!job) {
       job = {
         batch, pending: new Pieces(), compressed: 0, acked: 0, parts: 0, partsInFlight: 0, done: [], ended: false, queued: false, started: false,
-        creating: false, publishing: false, uploadId: null, abort: new AbortController(), failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
+        creating: false, publishing: false, uploadId: null, abort: null, failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
       };
-      // Each request in flight listens to it (and stops listening when done): up to queueSize at once.
-      setMaxListeners(0, job.abort.signal);
       this.#jobs.set(batch.key, job);
     }
     return job;
@@ -221,6 +219,9 @@ export class Uploader extends Writable {
     this.#ctx.counters.uploadsInFlight += 1;
     job.queued = false;
     job.started = true;
+    job.abort = new AbortController();
+    // Each request in flight listens to it (and stops listening when done): up to queueSize at once.
+    setMaxListeners(0, job.abort.signal);
     this.#pump(job);
     this.#reportInParts(job);
   }
@@ -286,7 +287,7 @@ export class Uploader extends Writable {
     this.#checksums ??= checksumsWhenSupported(this.#ctx.client);
     this.#checksums
       .then((checksums) => {
-        job.abort.signal.throwIfAborted();
+        job.abort?.signal.throwIfAborted();
         const input: CreateMultipartUploadCommandInput = { ...options.objectParams, Bucket: bucket, Key: key };
         // As lib-storage does: a client that sends checksums with each part declares their algorithm up front.
         if (checksums) input.ChecksumAlgorithm = ChecksumAlgorithm.CRC32;
@@ -365,7 +366,7 @@ export class Uploader extends Writable {
    */
   #send<T>(job: Job, command: Command, fence: ((key: string) => Promise<boolean>) | null = null): Promise<T> {
     const beforeAttempt = fence === null ? undefined : () => this.#mayPublish(fence, job.batch);
-    return this.#ctx.transport.send<T>(command, job.abort.signal, beforeAttempt);
+    return this.#ctx.transport.send<T>(command, job.abort?.signal, beforeAttempt);
   }
 
   /** S3 has `bytes` more of the job's bytes: they leave the budget. */
@@ -420,7 +421,7 @@ export class Uploader extends Writable {
       return;
     }
     job.failure = err;
-    job.abort.abort();
+    job.abort?.abort();
     this.#ctx.ledger.release(job.batch, job.pending.clear());
     this.#wake(job);
     this.#settleFailure(job);
