@@ -251,7 +251,7 @@ export class Gzip extends Duplex {
       data = data.subarray(end);
     }
     if (data.length > 0) {
-      state.pending = [data];
+      state.pending = [rest(data)];
       state.pendingBytes = data.length;
     }
   }
@@ -453,8 +453,26 @@ export class Gzip extends Duplex {
 
 /**
  * A one-shot result is a slice of zlib's output buffer: a 2 KiB object would
- * keep 64 KiB alive until it is uploaded. Copied when most of it is waste.
+ * keep 64 KiB alive until it is uploaded. Copied when more than an eighth of
+ * the buffer is waste: a 1 MiB piece of log lines compresses to about
+ * 150 KiB in a 256 KiB buffer, and lib-storage holds up to a part's worth of
+ * them (8 MiB) before it copies them into the part, so uncopied they could
+ * keep about 5 MiB more alive per uploading destination. A copy costs a
+ * memcpy of compressed bytes.
  */
 function compact(data: Buffer): Buffer {
-  return data.buffer.byteLength > 2 * data.length + 4096 ? Buffer.from(data) : data;
+  return data.buffer.byteLength - data.length > data.buffer.byteLength / 8 ? Buffer.from(data) : data;
+}
+
+/**
+ * What is left of a buffer pieces were cut from: copied when it is the
+ * smaller part, so that the bytes cut (soon compressed, and released from
+ * the budget) are not kept alive by it while the batch waits for more. A
+ * batch that goes quiet (event time: a past minute's batch, open until it is
+ * closed) held up to a piece's worth that way, outside the budget: with
+ * `--time-field` over a backfill of 94 windows, peak RSS was 282 MiB against
+ * 195 with one compressor per batch; 189 with this copy and `compact`'s.
+ */
+function rest(data: Buffer): Buffer {
+  return data.length * 2 < data.buffer.byteLength ? Buffer.from(data) : data;
 }
