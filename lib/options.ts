@@ -161,7 +161,7 @@ export interface SinkOptions {
    * once (at most libuv's thread pool + 1: 5 by default), fewer when their
    * compressors would take more than a quarter of `maxBufferedBytes`.
    * `false`: a compressor (one thread) per streaming batch.
-   * Default: false. Memory: 384 KiB per slot of that cap, set aside once from
+   * Default: true. Memory: 384 KiB per slot of that cap, set aside once from
    * the budget (1.1 MiB on 2 cores, 1.9 MiB at most with the default thread
    * pool), plus 32 KiB per streaming batch; without it, 384 KiB per streaming
    * batch. All within the budget.
@@ -295,7 +295,7 @@ export const DEFAULTS = Object.freeze({
   maxObjectBytes: 1 * GiB,
   maxLineBytes: 1 * MiB,
   gzipLevel: 6,
-  parallelGzip: false,
+  parallelGzip: true,
   requestTimeoutMs: 120_000,
 });
 

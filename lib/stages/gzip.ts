@@ -17,7 +17,7 @@ import { gzipBound } from '../options.js';
  *   as its bytes arrive, so its parts can go to S3 while its window is open;
  * - a smaller batch is held as it is and compressed in one `zlib.gzip` call
  *   when it ends (a few such calls at a time);
- * - with `parallelGzip`, a streaming batch is instead cut into
+ * - with `parallelGzip` (the default), a streaming batch is instead cut into
  *   pieces of `MEMBER_BYTES`, compressed by several threads at once (each
  *   primed with the 32 KiB before it) and written in order as ONE gzip member
  *   (see gzipPieces.ts): one hot destination can use every core, and the
