@@ -1,5 +1,6 @@
 // The library scenario: pipeline(fs.createReadStream(file), s3Sink(...)), as
-// a user's program would run it. Arguments: file endpoint bucket prefix [parallel].
+// a user's program would run it. Arguments: file endpoint bucket prefix
+// [parallel|single] (parallelGzip true or false; left out, the default).
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { s3Sink } from '../dist/index.js';
@@ -12,7 +13,7 @@ await pipeline(
     bucket,
     prefix,
     input: 'lines',
-    parallelGzip: parallel === 'parallel',
+    ...(parallel === undefined ? {} : { parallelGzip: parallel === 'parallel' }),
     s3: { endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } },
   }),
 );

@@ -47,6 +47,8 @@ const SERVE_CLIENTS = 16;
 const THROTTLE_BYTES_PER_SECOND = 4_000_000;
 const BUCKET = 'bench';
 const cores = availableParallelism();
+/** stdin through one `zlib.createGzip` at level 6 to nowhere: Node's compressor alone. */
+const NODE_GZIP = "require('node:stream').pipeline(process.stdin, require('node:zlib').createGzip({ level: 6 }), require('node:fs').createWriteStream('/dev/null'), (err) => { if (err) throw err; })";
 
 interface Measured {
   seconds: number;
@@ -254,6 +256,10 @@ async function main(): Promise<void> {
     { name: 'gzip -6', input: 'logs', baseline: null, checked: false, run: gzipOf('logs') },
     ...(hasPigz ? [{ name: `pigz -p ${cores} -6`, input: 'logs' as const, baseline: null, checked: false, run: () => Promise.resolve(runShell(`pigz -p ${cores} -6 -c < ${inputs.logs.path} > /dev/null`)) }] : []),
     { name: 'CLI, 1 destination', input: 'logs', baseline: 'gzip -6', checked: true, run: (p) => runNode(cli(p), inputs.logs.path) },
+    // One zlib stream, and nothing else: what the sink's own compressor costs (its CPU is the one to compare).
+    { name: 'node zlib -6 (one createGzip stream)', input: 'logs', baseline: null, checked: false, run: () => runNode(['-e', NODE_GZIP], inputs.logs.path) },
+    // The default before parallel compression was: one compressor (one thread) per streaming batch.
+    { name: 'CLI, 1 destination, --no-parallel-gzip', input: 'logs', baseline: 'node zlib -6 (one createGzip stream)', checked: true, run: (p) => runNode(cli(p, '--no-parallel-gzip'), inputs.logs.path) },
     // The durable spool: every line written to disk (fsync 'interval') before it is compressed, against the same CLI without it.
     // Event time: each line's ts read (in the pass that checks the line is JSON). The input's ts span 93 minutes of
     // 2026-01-01: with 60 s windows that is a backfill into 94 objects; with a day's window the batching of the plain CLI.

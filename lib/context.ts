@@ -4,7 +4,8 @@ import type { DeadLetter } from './deadLetter.js';
 import { Spool } from './spool.js';
 import type { Delivered } from './stages/upload.js';
 import { OptionError } from './errors.js';
-import { Ledger } from './ledger.js';
+import { Ledger, pieceSlots, reservedBytes } from './ledger.js';
+import { PiecePool } from './piecePool.js';
 import { resolveOptions, type InputTraits, type ResolvedOptions, type SinkOptions } from './options.js';
 import { Transport, type RetryInfo } from './transport.js';
 
@@ -52,6 +53,10 @@ export interface SinkStats {
   bufferedBytes: number;
   /** The most `bufferedBytes` has been. */
   peakBufferedBytes: number;
+  /** Pieces of streaming batches being compressed now (`parallelGzip`), across all batches. */
+  piecesInFlight: number;
+  /** The most `piecesInFlight` has been: never more than the sink's cap (cores + 1, at most 5 with libuv's default 4 threads). */
+  peakPiecesInFlight: number;
   /** Objects being uploaded now. */
   uploadsInFlight: number;
   /** Events rejected (see the `'rejected'` event). */
@@ -157,7 +162,7 @@ export interface Fenced {
   acks: unknown[];
 }
 
-type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'spooledBytes'>;
+type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'piecesInFlight' | 'peakPiecesInFlight' | 'spooledBytes'>;
 
 /**
  * What the stages of one sink share: the resolved options, the S3 client, the
@@ -169,6 +174,8 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   readonly options: ResolvedOptions;
   readonly client: S3Client;
   readonly ledger: Ledger;
+  /** With `parallelGzip`: the sink's cap on pieces compressed at once, across all batches (their compressors are set aside in `ledger`). */
+  readonly pieces: PiecePool | null;
   /** With a spool: its `maxBytes`, as a budget of line bytes charged by `window` and settled when a segment is deleted. */
   readonly disk: Ledger | null;
   readonly counters: Counters = {
@@ -222,7 +229,9 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     this.#ownsClient = this.options.client === undefined;
     // The transport retries; the SDK's own retry layer would multiply attempts.
     this.client = this.options.client ?? new S3Client({ maxAttempts: 1, ...this.options.s3 });
-    this.ledger = new Ledger(this.options.maxBufferedBytes);
+    const { maxBufferedBytes, parallelGzip } = this.options;
+    this.ledger = new Ledger(maxBufferedBytes, reservedBytes(maxBufferedBytes, parallelGzip));
+    this.pieces = parallelGzip ? new PiecePool(pieceSlots(maxBufferedBytes)) : null;
     this.disk = this.options.spool === null ? null : new Ledger(this.options.spool.maxBytes);
     this.transport = new Transport(this.client, this.options.retry, this.options.requestTimeoutMs, (info) => {
       this.counters.retries += 1;
@@ -265,7 +274,14 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   }
 
   stats(): SinkStats {
-    return { ...this.counters, bufferedBytes: this.ledger.held, peakBufferedBytes: this.ledger.peak, spooledBytes: this.spool?.bytes ?? 0 };
+    return {
+      ...this.counters,
+      bufferedBytes: this.ledger.held,
+      peakBufferedBytes: this.ledger.peak,
+      piecesInFlight: this.pieces?.running ?? 0,
+      peakPiecesInFlight: this.pieces?.peak ?? 0,
+      spooledBytes: this.spool?.bytes ?? 0,
+    };
   }
 
   /** From now on the sink's events are emitted on `target` (the S3Sink wrapping the stages) as well as on this context. */

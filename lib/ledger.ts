@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { DICTIONARY_BYTES } from './gzipPieces.js';
 /** What the budget knows of a batch: its key (a batch is identified by its key, not by an object). */
 export type BatchRef = { readonly key: string };
 
@@ -8,7 +9,12 @@ export type BatchRef = { readonly key: string };
  * It counts what the sink holds for batches not yet in S3:
  * - line bytes admitted by `window` and not yet compressed,
  * - compressed bytes not yet acknowledged by S3 (the multipart buffers),
- * - a fixed `COMPRESSOR_BYTES` for each batch with a compressor of its own.
+ * - a fixed `COMPRESSOR_BYTES` for each batch with a compressor of its own
+ *   (`parallelGzip: false`), or `DICTIONARY_BYTES` for each streaming batch
+ *   compressed in pieces (the tail it keeps as the next piece's dictionary);
+ * - with `parallelGzip`, set aside once per sink, not per batch: the
+ *   compressors of the pieces in flight (`pieceSlots` of them, across all
+ *   batches), `COMPRESSOR_BYTES` each (see `reserved`).
  *
  * Only `window` adds to it, before it lets events in; it waits (backpressure)
  * when they would not fit. `gzip` converts line bytes into compressed bytes and
@@ -22,12 +28,45 @@ export type BatchRef = { readonly key: string };
  */
 export const COMPRESSOR_BYTES = 384 * 1024;
 
-/** With `parallelGzip`: members of one batch compressed at once (a thread each), one more queued. */
-export const PARALLEL_MEMBERS = availableParallelism() + 1;
+/**
+ * Threads of libuv's pool, where zlib runs (`UV_THREADPOOL_SIZE`, default 4,
+ * read by libuv once): a piece given to zlib beyond them only waits there,
+ * holding its compressor.
+ */
+function threadPoolSize(): number {
+  const n = Number(process.env.UV_THREADPOOL_SIZE);
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, 1024) : 4;
+}
 
-/** What a streaming batch is charged for compressing: one compressor, or one per member in flight. */
+/**
+ * With `parallelGzip`: pieces compressed at once, across all the batches of a
+ * sink: a thread each (as many as there are cores and pool threads), and one
+ * more queued, so that a thread that finishes finds the next piece waiting
+ * instead of waiting for the main thread.
+ */
+export const PARALLEL_PIECES = Math.min(availableParallelism(), threadPoolSize()) + 1;
+
+/**
+ * The sink's cap on pieces in flight: PARALLEL_PIECES, fewer when their
+ * compressors would take more than a quarter of the budget (at least one).
+ */
+export function pieceSlots(maxBufferedBytes: number): number {
+  return Math.max(1, Math.min(PARALLEL_PIECES, Math.floor(maxBufferedBytes / 4 / COMPRESSOR_BYTES)));
+}
+
+/** What the budget sets aside once per sink for compressing pieces: a compressor per slot (none without `parallelGzip`). */
+export function reservedBytes(maxBufferedBytes: number, parallelGzip: boolean): number {
+  return parallelGzip ? pieceSlots(maxBufferedBytes) * COMPRESSOR_BYTES : 0;
+}
+
+/**
+ * What a streaming batch is charged for compressing, beyond its bytes: a
+ * compressor of its own, or, compressed in pieces (whose compressors are the
+ * sink's, set aside once), the 32 KiB tail it keeps as its next piece's
+ * dictionary.
+ */
 export function compressorBytes(parallelGzip: boolean): number {
-  return parallelGzip ? COMPRESSOR_BYTES * PARALLEL_MEMBERS : COMPRESSOR_BYTES;
+  return parallelGzip ? DICTIONARY_BYTES : COMPRESSOR_BYTES;
 }
 
 export type Decision = 'admit' | 'wait' | 'close';
@@ -55,7 +94,10 @@ interface Entry {
 }
 
 export class Ledger {
+  /** Room for batches' bytes: the budget less what is set aside (`reserved`). */
   readonly max: number;
+  /** Bytes of the budget set aside once for the sink (the compressors of pieces in flight), never charged to a batch. */
+  readonly reserved: number;
   #held = 0;
   #peak = 0;
   /** What `draining()` returns, kept as entries change: a scan of every batch cost O(batches) per admitted line at wide fan-out. */
@@ -69,8 +111,10 @@ export class Ledger {
    */
   compactor: ((need: number) => boolean) | null = null;
 
-  constructor(max: number) {
-    this.max = max;
+  /** `budget`: `maxBufferedBytes`; `reserved`: the part of it set aside (see `reservedBytes`), less than `budget`. */
+  constructor(budget: number, reserved = 0) {
+    this.max = budget - reserved;
+    this.reserved = reserved;
   }
 
   /** Bytes held now. */

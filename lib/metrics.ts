@@ -38,6 +38,8 @@ const METRICS = {
   openBatches: ['s3sink_open_batches', 'gauge', 'Batches open for new events.'],
   bufferedBytes: ['s3sink_buffered_bytes', 'gauge', 'Bytes held against the memory budget (maxBufferedBytes).'],
   peakBufferedBytes: ['s3sink_peak_buffered_bytes', 'gauge', 'The most bytes held against the memory budget so far.'],
+  piecesInFlight: ['s3sink_pieces_in_flight', 'gauge', 'Pieces of streaming batches being compressed (parallelGzip), across all batches.'],
+  peakPiecesInFlight: ['s3sink_peak_pieces_in_flight', 'gauge', 'The most pieces compressed at once so far (never more than the sink cap).'],
   uploadsInFlight: ['s3sink_uploads_in_flight', 'gauge', 'Objects being uploaded.'],
   spooledBytes: ['s3sink_spooled_bytes', 'gauge', 'Bytes of spool segments on disk.'],
 } as const satisfies Record<keyof SinkStats, readonly [string, Kind, string]>;

@@ -4,6 +4,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { parseCommand, UsageError, type RunCommand } from '../lib/cli/args.js';
 import { parseKey } from '../lib/key.js';
 import { runCli, runCliOn, startCli } from './helpers/cli.js';
 import { noisyLine, prng } from './helpers/data.js';
@@ -13,6 +14,14 @@ import { eventually } from './helpers/wait.js';
 
 const env = useLocalS3(test, ['bucket']);
 const WARNING = 'NodeVersionSupportWarning';
+
+test('parallel compression is the default; --no-parallel-gzip turns it off, --parallel-gzip is still accepted, both at once are refused', (t) => {
+  const sink = (...flags: string[]) => (parseCommand(['--bucket', 'b', ...flags]) as RunCommand).sink;
+  t.is(sink().parallelGzip, undefined, 'left to the library default');
+  t.is(sink('--no-parallel-gzip').parallelGzip, false);
+  t.is(sink('--parallel-gzip').parallelGzip, true);
+  t.throws(() => sink('--parallel-gzip', '--no-parallel-gzip'), { instanceOf: UsageError, message: '--parallel-gzip and --no-parallel-gzip: name one' });
+});
 
 /** The lines of every object under `prefix`, per object (key order). */
 async function objectsUnder(prefix: string): Promise<{ key: string; lines: string[] }[]> {

@@ -19,6 +19,8 @@ test('defaults are filled in and the result is frozen; the caller\'s object is n
   t.is(resolved.windowMs, DEFAULTS.windowMs);
   t.is(resolved.partSize, 8 * 1024 * 1024);
   t.is(resolved.input, 'records');
+  t.true(resolved.parallelGzip, 'compressed on several cores by default');
+  t.false(resolveOptions({ parallelGzip: false }).parallelGzip);
 });
 
 test('a bad option names itself, the value and what was expected', (t) => {

@@ -7,7 +7,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { s3Sink, type Receipt } from '../lib/index.js';
+import { COMPRESSOR_BYTES, PARALLEL_PIECES, pieceSlots } from '../lib/ledger.js';
 import { fixedClock } from './helpers/clock.js';
 import { logLine } from './helpers/data.js';
 import { gzipMembers as members, syncFlushes } from './helpers/gzip.js';
@@ -23,8 +25,8 @@ async function available(command: string): Promise<boolean> {
   );
 }
 
-test('with parallelGzip, a hot destination is compressed in pieces on several threads and written as ONE gzip member, which zcat, Python (even zlib.decompress, which stops after a member) and Java read as the original lines', async (t) => {
-  const sink = s3Sink({ bucket: 'bucket', prefix: 'members/', s3: env.s3.s3Config, parallelGzip: true, clock: fixedClock() });
+test('by default (parallelGzip), a hot destination is compressed in pieces on several threads and written as ONE gzip member, which zcat, Python (even zlib.decompress, which stops after a member) and Java read as the original lines', async (t) => {
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'members/', s3: env.s3.s3Config, clock: fixedClock() });
   const receipts: Receipt[] = [];
   sink.on('object', (r: Receipt) => receipts.push(r));
   const lines = Array.from({ length: 60_000 }, (_, i) => logLine(i));
@@ -56,12 +58,66 @@ test('with parallelGzip, a hot destination is compressed in pieces on several th
   }
 });
 
-test('without parallelGzip, an object is one gzip member', async (t) => {
-  const sink = s3Sink({ bucket: 'bucket', prefix: 'single/', s3: env.s3.s3Config, clock: fixedClock() });
+test('with parallelGzip: false, an object is one gzip member of one stream', async (t) => {
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'single/', s3: env.s3.s3Config, parallelGzip: false, clock: fixedClock() });
   const receipts: Receipt[] = [];
   sink.on('object', (r: Receipt) => receipts.push(r));
   await pipeline(Readable.from(Array.from({ length: 30_000 }, (_, i) => ({ payload: logLine(i) }))), sink);
   const gz = await env.s3.raw('bucket', receipts[0]!.key);
   t.is(members(gz).length, 1);
   t.is(syncFlushes(gz), 0, 'one stream, never flushed');
+});
+
+// Serial (AVA runs serial tests first, alone): it counts every deflateRaw call of the process.
+test.serial('many hot destinations at once share the sink cap on pieces in flight (never more than it, whatever the number of destinations), and each object is still one gzip member of several pieces', async (t) => {
+  const DESTINATIONS = 12;
+  const PER_DESTINATION = 30_000; // ~3.3 MiB of lines each: three or four pieces
+  const BLOCK = 500; // lines of one destination in a row: every batch grows (and cuts pieces) at the same time as the others
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, clock: fixedClock() });
+  const receipts: Receipt[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  const line = (d: number, i: number) => logLine(i, `svc${d}`);
+  const records = function* () {
+    for (let from = 0; from < PER_DESTINATION; from += BLOCK) {
+      for (let d = 0; d < DESTINATIONS; d++) {
+        yield Array.from({ length: BLOCK }, (_, k) => ({ prefix: `hot/${d}/`, payload: line(d, from + k) }));
+      }
+    }
+  };
+  // Counted apart from the sink's own counter: pieces given to zlib and not yet back (a piece is raw deflate ended by a sync flush).
+  const deflateRaw = zlib.deflateRaw;
+  let inZlib = 0;
+  let mostInZlib = 0;
+  zlib.deflateRaw = ((buffer: zlib.InputType, options: zlib.ZlibOptions, callback: zlib.CompressCallback) => {
+    const piece = options?.finishFlush === zlib.constants.Z_SYNC_FLUSH;
+    if (piece) mostInZlib = Math.max(mostInZlib, ++inZlib);
+    deflateRaw(buffer, options, (err, result) => {
+      if (piece) inZlib -= 1;
+      callback(err, result);
+    });
+  }) as typeof zlib.deflateRaw;
+  t.teardown(() => (zlib.deflateRaw = deflateRaw));
+  await pipeline(Readable.from(records()).flatMap((block) => block), sink);
+  zlib.deflateRaw = deflateRaw;
+
+  const cap = pieceSlots(64 * 1024 * 1024);
+  const { peakPiecesInFlight, peakBufferedBytes } = sink.stats();
+  t.log({ cap, peakPiecesInFlight, mostInZlib, destinations: DESTINATIONS });
+  t.is(cap, PARALLEL_PIECES, 'the default budget allows the full cap');
+  // With a cap per batch it would be up to DESTINATIONS × cap.
+  t.true(mostInZlib <= cap, `${mostInZlib} pieces in zlib at once, cap ${cap}`);
+  t.true(peakPiecesInFlight <= cap, `stats: ${peakPiecesInFlight} pieces at once, cap ${cap}`);
+  t.true(mostInZlib >= Math.min(cap, 2), `several at once: ${mostInZlib}`);
+  t.is(sink.stats().piecesInFlight, 0);
+  // The compressors are set aside from the budget once, not per destination.
+  t.true(peakBufferedBytes <= 64 * 1024 * 1024 - cap * COMPRESSOR_BYTES, `peak ${peakBufferedBytes}`);
+
+  t.is(receipts.length, DESTINATIONS, 'one object per destination');
+  for (const r of receipts) {
+    const d = Number(/^hot\/(\d+)\//.exec(r.key)?.[1]);
+    const gz = await env.s3.raw('bucket', r.key);
+    t.is(members(gz).length, 1, `destination ${d}: one gzip member`);
+    t.true(syncFlushes(gz) >= 3, `destination ${d}: ${syncFlushes(gz)} pieces`);
+    t.deepEqual(await env.s3.lines('bucket', r.key), Array.from({ length: PER_DESTINATION }, (_, i) => line(d, i)), `destination ${d}: every line, in order`);
+  }
 });

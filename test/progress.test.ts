@@ -3,7 +3,7 @@ import { Progress } from '../lib/cli/progress.js';
 import type { SinkStats } from '../lib/context.js';
 
 const stats = (over: Partial<SinkStats> = {}): SinkStats => ({
-  eventsIn: 0, eventsOut: 0, objects: 0, bytesIn: 0, bytesOut: 0, openBatches: 0, bufferedBytes: 0, peakBufferedBytes: 0, uploadsInFlight: 0, rejected: 0, unrouted: 0, untimed: 0, late: 0, retries: 0, deadLettered: 0, deadLetteredEvents: 0, orphansAborted: 0, lostBatches: 0, lostEvents: 0, spooledEvents: 0, durableEvents: 0, recoveredBatches: 0, recoveredEvents: 0, redelivered: 0, fenced: 0, spooledBytes: 0, ...over,
+  eventsIn: 0, eventsOut: 0, objects: 0, bytesIn: 0, bytesOut: 0, openBatches: 0, bufferedBytes: 0, peakBufferedBytes: 0, piecesInFlight: 0, peakPiecesInFlight: 0, uploadsInFlight: 0, rejected: 0, unrouted: 0, untimed: 0, late: 0, retries: 0, deadLettered: 0, deadLetteredEvents: 0, orphansAborted: 0, lostBatches: 0, lostEvents: 0, spooledEvents: 0, durableEvents: 0, recoveredBatches: 0, recoveredEvents: 0, redelivered: 0, fenced: 0, spooledBytes: 0, ...over,
 });
 const receipt = { bucket: 'b', key: 'k/2026/01/01/00/x.gz', events: 3, bytes: 2048, compressedBytes: 100, parts: 1 };
 

@@ -121,7 +121,9 @@ Batching and memory:
   --max-buffered N         memory budget for events not yet in S3 (default: 64MiB)
   --max-line N             longest line; longer ones are reported and skipped (default: 1MiB)
   --gzip-level L           0 (store) to 9 (default: 6)
-  --parallel-gzip          compress a hot destination on every core, as gzip members of 1 MiB
+  --no-parallel-gzip       compress each hot destination on one thread of its own (default: in
+                           pieces of 1 MiB on every core, one gzip member, cores + 1 pieces at once
+                           across all destinations; --parallel-gzip, the default, is accepted)
 
 Durability:
   --spool-dir DIR          write every event to DIR before it is sent; what a crash or kill -9
@@ -204,6 +206,7 @@ const FLAGS = {
   'max-line': { type: 'string' },
   'gzip-level': { type: 'string' },
   'parallel-gzip': { type: 'boolean' },
+  'no-parallel-gzip': { type: 'boolean' },
   'dead-letter-dir': { type: 'string' },
   'retry-attempts': { type: 'string' },
   'retry-base': { type: 'string' },
@@ -418,7 +421,9 @@ function sinkCommand(values: FlagValues & { bucket: string }, input: 'lines' | '
   if (values['content-type'] !== undefined) sink.contentType = values['content-type'];
   if (values['content-encoding'] !== undefined) sink.contentEncoding = values['content-encoding'];
   if (values['expected-bucket-owner'] !== undefined) sink.expectedBucketOwner = values['expected-bucket-owner'];
+  if (values['parallel-gzip'] && values['no-parallel-gzip']) throw new UsageError('--parallel-gzip and --no-parallel-gzip: name one');
   if (values['parallel-gzip']) sink.parallelGzip = true;
+  if (values['no-parallel-gzip']) sink.parallelGzip = false;
   if (values['dead-letter-dir'] !== undefined) sink.deadLetter = values['dead-letter-dir'];
   if (values['request-timeout'] !== undefined) sink.requestTimeoutMs = duration('--request-timeout', values['request-timeout']);
   if (values['sweep-orphans'] !== undefined) sink.sweepOrphans = duration('--sweep-orphans', values['sweep-orphans']);

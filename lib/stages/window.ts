@@ -262,7 +262,7 @@ export class Window extends Transform {
     this.#ctx.counters.bytesIn += bytes;
   }
 
-  /** What it costs to add `bytes` to `batch` beyond the bytes: a compressor, the first time it passes STREAM_AFTER_BYTES. */
+  /** What it costs to add `bytes` to `batch` beyond the bytes: what compressing it as it streams holds (`compressorBytes`), the first time it passes STREAM_AFTER_BYTES. */
   #compressorCharge(batch: Batch, bytes: number): number {
     return !batch.streaming && batch.bytes + bytes >= STREAM_AFTER_BYTES ? compressorBytes(this.#ctx.options.parallelGzip) : 0;
   }
