@@ -455,8 +455,8 @@ export class Gzip extends Duplex {
  * A one-shot result is a slice of zlib's output buffer: a 2 KiB object would
  * keep 64 KiB alive until it is uploaded. Copied when more than an eighth of
  * the buffer is waste: a 1 MiB piece of log lines compresses to about
- * 150 KiB in a 256 KiB buffer, and lib-storage holds up to a part's worth of
- * them (8 MiB) before it copies them into the part, so uncopied they could
+ * 150 KiB in a 256 KiB buffer, and the upload stage holds up to a part's
+ * worth of them (8 MiB) before it copies them into the part, so uncopied they could
  * keep about 5 MiB more alive per uploading destination. A copy costs a
  * memcpy of compressed bytes.
  */
