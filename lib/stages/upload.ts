@@ -158,6 +158,10 @@ export class Uploader extends Writable {
     for (const job of cutOff) {
       job.abort.abort();
       this.#ctx.ledger.settle(job.batch);
+      // A write waiting for a part to go is called back (Writable then fails it and the writes behind it): a callback is never left uncalled.
+      const waiting = job.waiting;
+      job.waiting = null;
+      if (waiting !== null) process.nextTick(waiting);
     }
     this.#ctx.ledger.wake();
     // Never leave a multipart upload behind to bill the user; but do not hold a destroy up for long.
