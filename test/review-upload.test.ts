@@ -35,6 +35,25 @@ function hookedClient(hook: (name: string, output: unknown) => void | Promise<vo
   return { client, sent };
 }
 
+test.serial('CreateMultipartUpload answering as the sink is destroyed: its upload is aborted, not left behind', async (t) => {
+  let up: ReturnType<typeof upload> | null = null;
+  const { client, sent } = hookedClient((name) => {
+    // The answer is in; the sink is destroyed before the upload loop sees it.
+    if (name === 'CreateMultipartUpload') up?.destroy(new Error('stopped'));
+  });
+  const ctx = sinkContext({ bucket: 'bucket', client, partSize: 5 * MiB, retry: { attempts: 1, baseMs: 1, capMs: 1 } });
+  ctx.on('warning', () => {});
+  up = upload(ctx);
+  up.on('error', () => {});
+  const b = batch('review/create-destroy.gz', 6 * MiB);
+  up.write({ batch: b, data: Buffer.alloc(6 * MiB, 1) });
+  await new Promise((resolve) => up!.on('close', resolve));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.true(sent.includes('CreateMultipartUpload'));
+  t.true(sent.includes('AbortMultipartUpload'), `AbortMultipartUpload sent: ${sent.join(',')}`);
+  client.destroy();
+});
+
 test.serial('a write waiting for a part to go is called back when the sink is destroyed', async (t) => {
   const { client } = hookedClient(() => {}, (name) => name === 'UploadPart');
   const ctx = sinkContext({ bucket: 'bucket', client, partSize: 5 * MiB, queueSize: 1, retry: { attempts: 1, baseMs: 1, capMs: 1 }, requestTimeoutMs: 60_000 });

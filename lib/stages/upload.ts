@@ -71,6 +71,8 @@ interface Job {
   started: boolean;
   /** CreateMultipartUpload is on its way. */
   creating: boolean;
+  /** Settles once CreateMultipartUpload has been dealt with (its upload id noted, or its failure): what `destroy` waits for before it aborts. */
+  created: Promise<void> | null;
   /** Its PutObject or CompleteMultipartUpload is on its way: nothing more to send. */
   publishing: boolean;
   uploadId: string | null;
@@ -166,7 +168,12 @@ export class Uploader extends Writable {
     this.#ctx.ledger.wake();
     // Never leave a multipart upload behind to bill the user; but do not hold a destroy up for long.
     const deadline = AbortSignal.timeout(ABORT_TIMEOUT_MS);
-    Promise.all(cutOff.filter((job) => job.uploadId !== null).map((job) => this.#abortMultipart(job.batch, job.uploadId as string, deadline))).then(() => callback(error));
+    // A CreateMultipartUpload on its way (cut off just now) may still have answered: its upload is aborted too.
+    const abort = async (job: Job) => {
+      if (job.creating && job.created !== null) await job.created;
+      if (job.uploadId !== null) await this.#abortMultipart(job.batch, job.uploadId, deadline);
+    };
+    Promise.all(cutOff.map(abort)).then(() => callback(error), (err: unknown) => callback((error ?? err) as Error));
   }
 
   #job(batch: Batch): Job {
@@ -174,7 +181,7 @@ export class Uploader extends Writable {
     if (!job) {
       job = {
         batch, pending: new Pieces(), compressed: 0, acked: 0, parts: 0, partsInFlight: 0, done: [], ended: false, queued: false, started: false,
-        creating: false, publishing: false, uploadId: null, abort: new AbortController(), failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
+        creating: false, created: null, publishing: false, uploadId: null, abort: new AbortController(), failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
       };
       // Each request in flight listens to it (and stops listening when done): up to queueSize at once.
       setMaxListeners(0, job.abort.signal);
@@ -288,7 +295,7 @@ export class Uploader extends Writable {
     const { bucket, key } = job.batch;
     job.creating = true;
     this.#checksums ??= checksumsWhenSupported(this.#ctx.client);
-    this.#checksums
+    job.created = this.#checksums
       .then((checksums) => {
         job.abort.signal.throwIfAborted();
         const input: CreateMultipartUploadCommandInput = { ...options.objectParams, Bucket: bucket, Key: key };
@@ -302,6 +309,8 @@ export class Uploader extends Writable {
           if (output.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
           job.uploadId = output.UploadId;
           spool?.noteUpload(key, job.uploadId);
+          // Destroyed while it was on its way: `destroy` waits for `created` and aborts it.
+          if (this.#jobs.get(key) !== job) return;
           if (job.failure !== null) this.#settleFailure(job);
           else this.#pump(job);
         },
