@@ -73,3 +73,38 @@ test.serial('a write waiting for a part to go is called back when the sink is de
   t.true(called, 'the write callback was called after destroy');
   client.destroy();
 });
+
+test.serial('a failed upload of a batch still open frees the bytes of its cut-off parts from the budget at once, not at the batch end', async (t) => {
+  // Part 1 is refused; parts 2 and 3 are in flight (stalled) and are cut off by the failure.
+  const real = new S3Client({ maxAttempts: 1, ...env.s3.s3Config });
+  const client = {
+    config: real.config,
+    async send(command: Cmd, options?: { abortSignal?: AbortSignal }) {
+      const name = command.constructor.name.replace(/Command$/, '');
+      if (name === 'UploadPart') {
+        if (command.input.PartNumber === 1) {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          throw Object.assign(new Error('Access Denied'), { name: 'AccessDenied', Code: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 } });
+        }
+        await new Promise((_resolve, reject) => options?.abortSignal?.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' })), { once: true }));
+      }
+      return real.send(command as never, options as never);
+    },
+    destroy: () => real.destroy(),
+  } as unknown as S3Client;
+  const ctx = sinkContext({ bucket: 'bucket', client, partSize: 5 * MiB, queueSize: 4, maxBufferedBytes: 64 * MiB, retry: { attempts: 1, baseMs: 1, capMs: 1 } });
+  ctx.on('warning', () => {});
+  ctx.on('dead-letter', () => {});
+  const up = upload(ctx);
+  up.on('error', () => {});
+  const b = batch('review/budget-cut-off.gz', 16 * MiB);
+  ctx.ledger.charge(b, 16 * MiB);
+  up.write({ batch: b, data: Buffer.alloc(16 * MiB, 3) });
+  // The failure, its cut-off parts stopped, its multipart upload aborted (s3rver: 405): the batch is still open.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  t.is(ctx.ledger.heldBy(b), 0, 'nothing of the dropped bytes is held');
+  t.is(ctx.ledger.draining(), 0, 'nothing counted as about to drain');
+  up.end({ batch: b, end: true });
+  await new Promise((resolve) => up.on('close', resolve));
+  real.destroy();
+});

@@ -285,6 +285,7 @@ export class Uploader extends Writable {
       },
       (err: unknown) => {
         if (pooled !== null) this.#pool.give(pooled);
+        this.#dropped(job, size);
         this.#fail(job, err);
       },
     );
@@ -336,6 +337,7 @@ export class Uploader extends Writable {
         this.#pool.give(buffer);
         job.partsInFlight -= 1;
         if (job.failure !== null) {
+          this.#dropped(job, size);
           this.#settleFailure(job);
           return;
         }
@@ -352,6 +354,7 @@ export class Uploader extends Writable {
       (err: unknown) => {
         this.#pool.give(buffer);
         job.partsInFlight -= 1;
+        this.#dropped(job, size);
         this.#fail(job, err);
       },
     );
@@ -385,6 +388,12 @@ export class Uploader extends Writable {
   #acknowledged(job: Job, bytes: number): void {
     if (this.#jobs.get(job.batch.key) !== job) return;
     job.acked += bytes;
+    this.#ctx.ledger.release(job.batch, bytes);
+  }
+
+  /** `bytes` of the job's sent in a request that failed or was cut off: dropped (the spool has them), they leave the budget. */
+  #dropped(job: Job, bytes: number): void {
+    if (this.#jobs.get(job.batch.key) !== job) return;
     this.#ctx.ledger.release(job.batch, bytes);
   }
 
@@ -435,6 +444,8 @@ export class Uploader extends Writable {
     job.failure = err;
     job.abort.abort();
     this.#ctx.ledger.release(job.batch, job.pending.clear());
+    // Its parts in flight are cut off: none of their bytes will drain by going to S3 (each is released as it stops).
+    this.#ctx.ledger.setInParts(job.batch, 0);
     this.#wake(job);
     this.#settleFailure(job);
   }
