@@ -54,7 +54,8 @@ function handOverOptions(o: { topic: string; groupId: string; clientId: string; 
     idleMs: 300,
     sessionTimeoutMs: 6000,
     maxBatchBytes: o.maxBatchBytes,
-    sink: { bucket: 'bucket', prefix: o.topic, gzipLevel: 0, maxBufferedBytes: o.budget, retry: o.retry, s3: s3Options(o.endpoint) },
+    // The budgets here count line bytes to the KiB: no set-aside for the pieces' compressors (their batches never stream anyway).
+    sink: { bucket: 'bucket', prefix: o.topic, gzipLevel: 0, parallelGzip: false, maxBufferedBytes: o.budget, retry: o.retry, s3: s3Options(o.endpoint) },
   };
 }
 
@@ -98,7 +99,8 @@ serial('a partition read again after a rebalance while all its batches are on th
     idleMs: 300,
     sessionTimeoutMs: 6000,
     maxBatchBytes: 128 * 1024,
-    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, maxBufferedBytes: 1024 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 1000 }, s3: s3Options(proxy.endpoint) },
+    // 0.9 MiB of lines must fit the 1 MiB budget: no set-aside for the pieces' compressors (its 128 KiB batches never stream anyway).
+    sink: { bucket: 'bucket', prefix: topic, gzipLevel: 0, parallelGzip: false, maxBufferedBytes: 1024 * 1024, retry: { attempts: 100, baseMs: 100, capMs: 1000 }, s3: s3Options(proxy.endpoint) },
   });
   t.teardown(() => worker.close().catch(() => {}));
   // Every record read and in the chain (the last batch cut when idle), none delivered: S3 answers 503.

@@ -71,6 +71,8 @@ interface Job {
   started: boolean;
   /** CreateMultipartUpload is on its way. */
   creating: boolean;
+  /** Settles once CreateMultipartUpload has been dealt with (its upload id noted, or its failure): what `destroy` waits for before it aborts. */
+  created: Promise<void> | null;
   /** Its PutObject or CompleteMultipartUpload is on its way: nothing more to send. */
   publishing: boolean;
   uploadId: string | null;
@@ -158,11 +160,20 @@ export class Uploader extends Writable {
     for (const job of cutOff) {
       job.abort?.abort();
       this.#ctx.ledger.settle(job.batch);
+      // A write waiting for a part to go is called back (Writable then fails it and the writes behind it): a callback is never left uncalled.
+      const waiting = job.waiting;
+      job.waiting = null;
+      if (waiting !== null) process.nextTick(waiting);
     }
     this.#ctx.ledger.wake();
     // Never leave a multipart upload behind to bill the user; but do not hold a destroy up for long.
     const deadline = AbortSignal.timeout(ABORT_TIMEOUT_MS);
-    Promise.all(cutOff.filter((job) => job.uploadId !== null).map((job) => this.#abortMultipart(job.batch, job.uploadId as string, deadline))).then(() => callback(error));
+    // A CreateMultipartUpload on its way (cut off just now) may still have answered: its upload is aborted too.
+    const abort = async (job: Job) => {
+      if (job.creating && job.created !== null) await job.created;
+      if (job.uploadId !== null) await this.#abortMultipart(job.batch, job.uploadId, deadline);
+    };
+    Promise.all(cutOff.map(abort)).then(() => callback(error), (err: unknown) => callback((error ?? err) as Error));
   }
 
   #job(batch: Batch): Job {
@@ -170,7 +181,7 @@ export class Uploader extends Writable {
     if (!job) {
       job = {
         batch, pending: new Pieces(), compressed: 0, acked: 0, parts: 0, partsInFlight: 0, done: [], ended: false, queued: false, started: false,
-        creating: false, publishing: false, uploadId: null, abort: null, failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
+        creating: false, created: null, publishing: false, uploadId: null, abort: null, failure: null, settling: false, failureSettled: false, acks: null, waiting: null,
       };
       this.#jobs.set(batch.key, job);
     }
@@ -275,6 +286,7 @@ export class Uploader extends Writable {
       },
       (err: unknown) => {
         if (pooled !== null) this.#pool.give(pooled);
+        this.#dropped(job, size);
         this.#fail(job, err);
       },
     );
@@ -285,7 +297,7 @@ export class Uploader extends Writable {
     const { bucket, key } = job.batch;
     job.creating = true;
     this.#checksums ??= checksumsWhenSupported(this.#ctx.client);
-    this.#checksums
+    job.created = this.#checksums
       .then((checksums) => {
         job.abort?.signal.throwIfAborted();
         const input: CreateMultipartUploadCommandInput = { ...options.objectParams, Bucket: bucket, Key: key };
@@ -299,6 +311,8 @@ export class Uploader extends Writable {
           if (output.UploadId === undefined) throw new Error('CreateMultipartUpload answered without an UploadId');
           job.uploadId = output.UploadId;
           spool?.noteUpload(key, job.uploadId);
+          // Destroyed while it was on its way: `destroy` waits for `created` and aborts it.
+          if (this.#jobs.get(key) !== job) return;
           if (job.failure !== null) this.#settleFailure(job);
           else this.#pump(job);
         },
@@ -324,6 +338,7 @@ export class Uploader extends Writable {
         this.#pool.give(buffer);
         job.partsInFlight -= 1;
         if (job.failure !== null) {
+          this.#dropped(job, size);
           this.#settleFailure(job);
           return;
         }
@@ -340,6 +355,7 @@ export class Uploader extends Writable {
       (err: unknown) => {
         this.#pool.give(buffer);
         job.partsInFlight -= 1;
+        this.#dropped(job, size);
         this.#fail(job, err);
       },
     );
@@ -373,6 +389,12 @@ export class Uploader extends Writable {
   #acknowledged(job: Job, bytes: number): void {
     if (this.#jobs.get(job.batch.key) !== job) return;
     job.acked += bytes;
+    this.#ctx.ledger.release(job.batch, bytes);
+  }
+
+  /** `bytes` of the job's sent in a request that failed or was cut off: dropped (the spool has them), they leave the budget. */
+  #dropped(job: Job, bytes: number): void {
+    if (this.#jobs.get(job.batch.key) !== job) return;
     this.#ctx.ledger.release(job.batch, bytes);
   }
 
@@ -423,6 +445,8 @@ export class Uploader extends Writable {
     job.failure = err;
     job.abort?.abort();
     this.#ctx.ledger.release(job.batch, job.pending.clear());
+    // Its parts in flight are cut off: none of their bytes will drain by going to S3 (each is released as it stops).
+    this.#ctx.ledger.setInParts(job.batch, 0);
     this.#wake(job);
     this.#settleFailure(job);
   }
