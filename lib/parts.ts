@@ -90,6 +90,11 @@ export class PartPool {
     return this.#free.length;
   }
 
+  /** Lets the kept buffers go (nothing uploads for now: a long-running sink should not hold them through a quiet spell). */
+  clear(): void {
+    this.#free.length = 0;
+  }
+
   take(): Buffer {
     // Never a slice of Node's shared pool: a part buffer is as large as a part, and its own.
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.size);

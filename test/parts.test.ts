@@ -71,3 +71,13 @@ test('PartPool: a buffer given back is taken again, up to `keep` of them; a fore
   pool.give(Buffer.alloc(1024).subarray(1));
   t.is(pool.free, 0);
 });
+
+test('PartPool: clear lets the kept buffers go; the next take is a new one', (t) => {
+  const pool = new PartPool(64, 2);
+  const a = pool.take();
+  pool.give(a);
+  t.is(pool.free, 1);
+  pool.clear();
+  t.is(pool.free, 0);
+  t.not(pool.take().buffer, a.buffer);
+});

@@ -548,6 +548,8 @@ export class Uploader extends Writable {
     this.#running -= 1;
     this.#ctx.counters.uploadsInFlight -= 1;
     while (this.#running < this.#ctx.options.maxUploads && this.#queue.length > 0) this.#start(this.#queue.shift() as Job);
+    // Nothing uploads: the pool's buffers go (up to queueSize × partSize, 32 MiB by default, would otherwise stay for the sink's life).
+    if (this.#running === 0) this.#pool.clear();
   }
 
   #maybeIdle(): void {
