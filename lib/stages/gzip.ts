@@ -277,15 +277,20 @@ export class Gzip extends Duplex {
           this.destroy(err);
           return;
         }
-        members.done.set(seq, { raw: raw.length, data: compact(compressed) });
-        for (let next = members.done.get(members.emitted); next; next = members.done.get(members.emitted)) {
-          if (members.emitted === 0) this.#emit(state.batch, 0, gzipHeader(level));
-          members.done.delete(members.emitted++);
-          this.#emit(state.batch, next.raw, next.data);
-        }
+        this.#pieceDone(state.batch, members, seq, raw.length, compressed);
         if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finishMembers(state, members);
       });
     });
+  }
+
+  /** Piece `seq` is compressed: it and the pieces after it already done are written, in order, after the member's header. */
+  #pieceDone(batch: Batch, members: Members, seq: number, raw: number, compressed: Buffer): void {
+    members.done.set(seq, { raw, data: compact(compressed) });
+    for (let next = members.done.get(members.emitted); next; next = members.done.get(members.emitted)) {
+      if (members.emitted === 0) this.#emit(batch, 0, gzipHeader(this.#ctx.options.gzipLevel));
+      members.done.delete(members.emitted++);
+      this.#emit(batch, next.raw, next.data);
+    }
   }
 
   /** Every piece is written: the member's end (final block and trailer), then the batch's. */
@@ -401,12 +406,7 @@ export class Gzip extends Duplex {
           this.destroy(err);
           return;
         }
-        compacted.done.set(seq, { raw: raw.length, data: compact(compressed) });
-        for (let next = compacted.done.get(compacted.emitted); next; next = compacted.done.get(compacted.emitted)) {
-          if (compacted.emitted === 0) this.#emit(batch, 0, gzipHeader(this.#ctx.options.gzipLevel));
-          compacted.done.delete(compacted.emitted++);
-          this.#emit(batch, next.raw, next.data);
-        }
+        this.#pieceDone(batch, compacted, seq, raw.length, compressed);
         this.#afterMember(state);
         this.#runOneShots();
       });
