@@ -170,6 +170,27 @@ type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'piecesI
  * makes one; to build the chain by hand, make one with `sinkContext()` and pass
  * it to every stage.
  */
+/**
+ * An input's say over whether a batch may still be published (see
+ * `SinkContext.fence`), asked for every attempt to publish an object
+ * (PutObject, CompleteMultipartUpload).
+ */
+export interface Fence {
+  /**
+   * Before the attempt: may this input write the batch of `key`? It may wait
+   * (for a heartbeat, for commits) before it answers; `false` fences the
+   * batch (its upload is aborted, its segment deleted, `'fenced'` reported).
+   */
+  mayPublish(key: string): Promise<boolean>;
+  /**
+   * At the last moment before the request leaves (synchronously, after the
+   * body's checksum and the signature were computed): does that permission
+   * still hold? If not, the request is not sent, and `mayPublish` is asked
+   * again.
+   */
+  holds(key: string): boolean;
+}
+
 export class SinkContext extends EventEmitter<SinkEvents> {
   readonly options: ResolvedOptions;
   readonly client: S3Client;
@@ -214,12 +235,10 @@ export class SinkContext extends EventEmitter<SinkEvents> {
   #disposed = false;
   /**
    * Set by an input whose right to a batch can be taken away (a Kafka worker
-   * and the partitions the group gives it): asked before every attempt to
-   * publish an object (PutObject, CompleteMultipartUpload); `false` fences the
-   * batch (its upload is aborted, its segment deleted, `'fenced'` reported).
-   * `null` (the default): every batch may be written.
+   * and the partitions the group gives it). `null` (the default): every batch
+   * may be written.
    */
-  fence: ((key: string) => Promise<boolean>) | null = null;
+  fence: Fence | null = null;
   /** Set by `window` while it waits for the spool's `maxBytes` to drain (see `full`). */
   spoolAtMax = false;
 

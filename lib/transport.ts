@@ -24,6 +24,28 @@ export interface RetryInfo {
   delayMs: number;
 }
 
+/**
+ * What a request that publishes an object must pass at each attempt (a
+ * Kafka worker's fence, see `Fence` in context.ts).
+ */
+export interface Gate {
+  /** Before the attempt; what it throws stops the retries and is what `send` rejects with. */
+  ask(): Promise<void>;
+  /**
+   * At the last moment before the request leaves: after the SDK computed its
+   * checksum and signature, which take milliseconds for a large body. `false`:
+   * it is not sent, and `ask` runs again (not counted as an attempt).
+   */
+  holds(): boolean;
+}
+
+/** The gate's answer changed between `ask` and the request leaving. */
+class Lapsed extends Error {}
+
+/** The part of a command's middleware stack used here (the SDK's types for it are not a dependency of ours). */
+type Middleware = (next: (args: object) => Promise<object>) => (args: object) => Promise<object>;
+type Stack = { add(middleware: Middleware, options: { step: 'deserialize'; priority: 'low'; name: string; override: boolean }): void };
+
 type ClientCommand = Parameters<S3Client['send']>[0];
 type Input = { Bucket?: string; Key?: string };
 /** Any command of the S3 client (their types do not unify, so it is taken as an object). */
@@ -46,15 +68,23 @@ export class Transport {
 
   /**
    * Sends `command`, retrying what can pass; rejects with the last error (its
-   * `attempts` says how many were made). `beforeAttempt` runs before each
-   * attempt: what it throws stops the retries and is what `send` rejects with.
+   * `attempts` says how many were made). With a `gate`, every attempt passes
+   * it (see `Gate`).
    */
-  async send<T = unknown>(command: Command, signal?: AbortSignal, beforeAttempt?: () => Promise<void>): Promise<T> {
+  async send<T = unknown>(command: Command, signal?: AbortSignal, gate?: Gate): Promise<T> {
     const input = command.input as Input;
     const operation = command.constructor.name.replace(/Command$/, '');
+    if (gate) {
+      // Innermost (the last step, lowest priority): after the checksum and the signature, right before the HTTP handler.
+      const last: Middleware = (next) => (args) => {
+        if (!gate.holds()) throw new Lapsed();
+        return next(args);
+      };
+      (command as unknown as { middlewareStack: Stack }).middlewareStack.add(last, { step: 'deserialize', priority: 'low', name: 's3SinkGate', override: true });
+    }
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
-      if (beforeAttempt) await beforeAttempt();
+      if (gate) await gate.ask();
       signal?.throwIfAborted();
       const attemptController = new AbortController();
       const onAbort = () => attemptController.abort(signal?.reason);
@@ -68,6 +98,10 @@ export class Transport {
         return (await this.#client.send(command as ClientCommand, { abortSignal: attemptController.signal })) as T;
       } catch (err) {
         if (signal?.aborted) throw err;
+        if (err instanceof Lapsed) {
+          attempt -= 1;
+          continue;
+        }
         const failure = timedOut ? timeoutError(operation, this.#timeoutMs) : err;
         const verdict = classify(failure);
         if (!verdict.retry || attempt >= this.#policy.attempts) {

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { S3Client } from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { s3Sink, type Receipt } from '../lib/index.js';
@@ -72,9 +73,12 @@ test.serial("a fenced batch (the context's fence says no: a Kafka worker that lo
   for (let bytes = 0; bytes < 13 * MiB; bytes += 1001) big.push(noisyLine(random, 1000));
   const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', prefix: 'fence/{to}/', s3: { ...env.s3.s3Config, endpoint: env.proxy.endpoint }, partSize: 5 * MiB, gzipLevel: 1, retry: { attempts: 3, baseMs: 10, capMs: 10 } });
   const asked: string[] = [];
-  sink.context.fence = async (key) => {
-    asked.push(key);
-    return key.startsWith('fence/keep/');
+  sink.context.fence = {
+    mayPublish: async (key) => {
+      asked.push(key);
+      return key.startsWith('fence/keep/');
+    },
+    holds: () => true,
   };
   const fenced: { key: string; events: number }[] = [];
   sink.on('fenced', ({ key, events }) => fenced.push({ key, events }));
@@ -99,4 +103,58 @@ test.serial("a fenced batch (the context's fence says no: a Kafka worker that lo
   t.deepEqual(ops('small'), []);
   t.is(asked.filter((k) => k.startsWith('fence/big/')).length, 1, 'asked once: a no is not retried');
   await t.throwsAsync(env.s3.body('bucket', fenced[0]!.key));
+});
+
+test.serial("a fence's yes that lapses before the request leaves (a pause past the lease while the SDK computed the checksum and signature): that request is not sent and the fence is asked again; its no fences the batch, its yes writes it once", async (t) => {
+  env.proxy.log.length = 0;
+  const random = prng(11);
+  const big: string[] = [];
+  for (let bytes = 0; bytes < 7 * MiB; bytes += 1001) big.push(noisyLine(random, 1000));
+  // A probe on the client, in the SDK's last step: it has run (the request is signed, its checksum computed) when the fence's last check does.
+  const client = new S3Client({ ...env.s3.s3Config, endpoint: env.proxy.endpoint });
+  t.teardown(() => client.destroy());
+  let signed: string | undefined;
+  client.middlewareStack.add((next) => async (args) => {
+    signed = (args.request as { headers: Record<string, string> }).headers.authorization;
+    return next(args);
+  }, { step: 'deserialize', priority: 'low', name: 'probe' });
+  const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', prefix: 'lapse/{to}/', client, partSize: 5 * MiB, gzipLevel: 1 });
+  const asked = new Map<string, number>();
+  const checked = new Map<string, number>();
+  const what = (key: string) => key.split('/')[1]!;
+  sink.context.fence = {
+    // 'gone': yes, then (the lease having run out, the group rebalanced) no. The others: yes.
+    mayPublish: async (key) => {
+      asked.set(what(key), (asked.get(what(key)) ?? 0) + 1);
+      return !(what(key) === 'gone' && asked.get('gone')! > 1);
+    },
+    // The first yes of every batch has lapsed by the time its request leaves.
+    holds: (key) => {
+      t.truthy(signed, 'checked after the signature');
+      signed = undefined;
+      checked.set(what(key), (checked.get(what(key)) ?? 0) + 1);
+      return checked.get(what(key))! > 1;
+    },
+  };
+  const fenced: string[] = [];
+  sink.on('fenced', ({ key }) => fenced.push(what(key)));
+  const receipts: Receipt[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  sink.on('warning', () => {}); // s3rver cannot abort (405): said as a warning
+  async function* source() {
+    yield { payload: { to: 'gone' } };
+    yield { payload: { to: 'back' } };
+    for (const line of big) yield { payload: { to: 'big', line } };
+  }
+  await pipeline(Readable.from(source()), sink);
+
+  t.deepEqual(receipts.map((r) => what(r.key)).sort(), ['back', 'big']);
+  t.deepEqual(fenced, ['gone']);
+  t.deepEqual(Object.fromEntries(asked), { gone: 2, back: 2, big: 2 });
+  t.deepEqual(Object.fromEntries(checked), { gone: 1, back: 2, big: 2 });
+  const ops = (to: string) => env.proxy.log.filter((l) => l.url.includes(`/lapse/${to}/`)).map((l) => l.operation);
+  t.deepEqual(ops('gone'), [], 'the lapsed request never left');
+  t.deepEqual(ops('back'), ['PutObject'], 'one request: the lapsed one never left');
+  t.is(ops('big').filter((o) => o === 'CompleteMultipartUpload').length, 1);
+  t.deepEqual(await env.s3.lines('bucket', receipts.find((r) => what(r.key) === 'back')!.key), ['{"to":"back"}']);
 });

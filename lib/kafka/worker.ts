@@ -245,7 +245,7 @@ export class KafkaWorker extends EventEmitter {
     this.sink.on('error', (err) => this.#fail(err));
     this.sink.on('delivered', ({ key }) => this.#safe(key, true));
     this.sink.on('fenced', ({ key }) => this.#left(key));
-    this.#ctx.fence = (key) => this.#mayPublish(key);
+    this.#ctx.fence = { mayPublish: (key) => this.#mayPublish(key), holds: (key) => this.#holds(key) };
     this.sink.on('dead-letter', (letter: DeadLetter) => {
       if (letter.path !== null) this.#safe(letter.key, true);
       else this.#fail(new KafkaSinkError(`s3://${letter.bucket}/${letter.key} could not be delivered and there is no place to keep it (${letter.error}): offsets stay where they are, so that the records are read again`));
@@ -668,6 +668,22 @@ export class KafkaWorker extends EventEmitter {
       this.#reset(live, `its batch at offsets ${inChain.first}-${inChain.last}, read before a rebalance, is read again (the old reading is not written)`);
     }
     return false;
+  }
+
+  /**
+   * What `#mayPublish` said yes to still holds, checked again as the request
+   * leaves: computing a large body's checksum and signature takes
+   * milliseconds, and a pause past the session there (a stopped process, a
+   * frozen VM) must not send a request the lease no longer covers. What is
+   * left is the time to hand the request to the kernel (see the README's
+   * Kafka failure model).
+   */
+  #holds(key: string): boolean {
+    const inChain = this.#inflight.get(key);
+    if (inChain === undefined) return true;
+    if (inChain.fenced) return false;
+    if ((this.#sentPast.get(inChain.partition) ?? -1) > inChain.last) return true;
+    return inChain.generation === this.#generation && !this.#failed && performance.now() < this.#leaseUntil;
   }
 
   /**

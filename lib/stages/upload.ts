@@ -5,7 +5,7 @@ import {
   type CompletedPart, type CreateMultipartUploadCommandInput, type CreateMultipartUploadCommandOutput, type S3Client, type UploadPartCommandOutput,
 } from '@aws-sdk/client-s3';
 import type { Batch, BytesPiece } from '../batch.js';
-import type { SinkContext } from '../context.js';
+import type { Fence, SinkContext } from '../context.js';
 import type { DeadLetter } from '../deadLetter.js';
 import { FencedError, messageOf, UploadError } from '../errors.js';
 import { abortMultipartUpload } from '../multipart.js';
@@ -38,9 +38,10 @@ import type { Command } from '../transport.js';
  * Either way its acks come back once, in `'delivered'` or `'dead-letter'`.
  *
  * With a `fence` in the context (Kafka workers), every attempt to publish an
- * object (PutObject, CompleteMultipartUpload) asks it first; a fenced batch
- * is aborted and dropped (its segment too) and reported `'fenced'`: its input
- * has lost its records to another reader, which writes them.
+ * object (PutObject, CompleteMultipartUpload) asks it first, and once more
+ * (synchronously) as the request leaves; a fenced batch is aborted and
+ * dropped (its segment too) and reported `'fenced'`: its input has lost its
+ * records to another reader, which writes them.
  */
 export function upload(ctx: SinkContext): Uploader {
   return new Uploader(ctx);
@@ -380,9 +381,10 @@ export class Uploader extends Writable {
    * Through the transport (timeouts, retries), cut off with the job; a
    * request that publishes the object asks the fence first, at every attempt.
    */
-  #send<T>(job: Job, command: Command, fence: ((key: string) => Promise<boolean>) | null = null): Promise<T> {
-    const beforeAttempt = fence === null ? undefined : () => this.#mayPublish(fence, job.batch);
-    return this.#ctx.transport.send<T>(command, job.abort?.signal, beforeAttempt);
+  #send<T>(job: Job, command: Command, fence: Fence | null = null): Promise<T> {
+    const { batch } = job;
+    const gate = fence === null ? undefined : { ask: () => this.#mayPublish(fence, batch), holds: () => fence.holds(batch.key) };
+    return this.#ctx.transport.send<T>(command, job.abort?.signal, gate);
   }
 
   /** S3 has `bytes` more of the job's bytes: they leave the budget. */
@@ -560,8 +562,8 @@ export class Uploader extends Writable {
     }
   }
 
-  async #mayPublish(fence: (key: string) => Promise<boolean>, batch: Batch): Promise<void> {
-    if (!(await fence(batch.key))) throw new FencedError(batch.bucket, batch.key);
+  async #mayPublish(fence: Fence, batch: Batch): Promise<void> {
+    if (!(await fence.mayPublish(batch.key))) throw new FencedError(batch.bucket, batch.key);
   }
 
   #abortMultipart(batch: Batch, uploadId: string, signal?: AbortSignal): Promise<boolean> {

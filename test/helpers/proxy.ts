@@ -35,7 +35,9 @@ export type Fault =
   | { kind: 'reset'; afterBytes: number }
   | { kind: 'stall' }
   /** Answered by the proxy itself (a capability s3rver lacks). */
-  | { kind: 'respond'; status: number; body?: string };
+  | { kind: 'respond'; status: number; body?: string }
+  /** Held (its body unread) until `fault` settles, then treated as it says. */
+  | { kind: 'later'; fault: Promise<Fault> };
 
 export interface ProxyOptions {
   /** Request bodies reach s3rver at most this fast, all requests together. */
@@ -112,52 +114,59 @@ export async function startProxy(targetPort: number, options: ProxyOptions = {})
     const operation = operationOf(req.method ?? 'GET', req.url ?? '/');
     const entry: Logged = { operation, method: req.method ?? '', url: req.url ?? '', status: 0, bytes: 0, headers: { ...req.headers } };
     log.push(entry);
-    const fault = options.fault?.(operation, req) ?? { kind: 'pass' };
-    if (fault.kind === 'status') {
-      req.resume();
-      entry.status = fault.status;
-      res.writeHead(fault.status, { 'content-type': 'application/xml' });
-      res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected by the test proxy</Message></Error>`);
-      return;
-    }
-    if (fault.kind === 'respond') {
-      req.resume();
-      entry.status = fault.status;
-      res.writeHead(fault.status, { 'content-type': 'application/xml' });
-      res.end(fault.body ?? '');
-      return;
-    }
-    if (fault.kind === 'stall') {
-      req.resume();
-      return; // never answers; the client's timeout or abort ends it
-    }
-    const upstream = http.request(
-      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        entry.status = answer.statusCode ?? 0;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on('error', () => res.destroy());
-    res.on('close', () => {
-      if (!res.writableFinished) upstream.destroy();
-    });
-    let body: NodeJS.ReadableStream = req;
-    if (schedule) {
-      active += 1;
-      const throttle = new Throttle(schedule);
-      throttle.on('end', () => (active -= 1));
-      body = req.pipe(throttle);
-    }
-    body.on('data', (chunk: Buffer) => {
-      entry.bytes += chunk.length;
-      if (fault.kind === 'reset' && entry.bytes >= fault.afterBytes) {
-        req.socket.destroy();
-        upstream.destroy();
+    apply(options.fault?.(operation, req) ?? { kind: 'pass' });
+    function apply(fault: Fault): void {
+      if (fault.kind === 'later') {
+        req.pause();
+        fault.fault.then(apply, () => req.socket.destroy());
+        return;
       }
-    });
-    body.pipe(upstream);
+      if (fault.kind === 'status') {
+        req.resume();
+        entry.status = fault.status;
+        res.writeHead(fault.status, { 'content-type': 'application/xml' });
+        res.end(`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${fault.code}</Code><Message>injected by the test proxy</Message></Error>`);
+        return;
+      }
+      if (fault.kind === 'respond') {
+        req.resume();
+        entry.status = fault.status;
+        res.writeHead(fault.status, { 'content-type': 'application/xml' });
+        res.end(fault.body ?? '');
+        return;
+      }
+      if (fault.kind === 'stall') {
+        req.resume();
+        return; // never answers; the client's timeout or abort ends it
+      }
+      const upstream = http.request(
+        { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          entry.status = answer.statusCode ?? 0;
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      res.on('close', () => {
+        if (!res.writableFinished) upstream.destroy();
+      });
+      let body: NodeJS.ReadableStream = req;
+      if (schedule) {
+        active += 1;
+        const throttle = new Throttle(schedule);
+        throttle.on('end', () => (active -= 1));
+        body = req.pipe(throttle);
+      }
+      body.on('data', (chunk: Buffer) => {
+        entry.bytes += chunk.length;
+        if (fault.kind === 'reset' && entry.bytes >= fault.afterBytes) {
+          req.socket.destroy();
+          upstream.destroy();
+        }
+      });
+      body.pipe(upstream);
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
