@@ -165,12 +165,6 @@ export interface Fenced {
 type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'piecesInFlight' | 'peakPiecesInFlight' | 'spooledBytes'>;
 
 /**
- * What the stages of one sink share: the resolved options, the S3 client, the
- * memory budget, the counters, and the events a user listens to. `s3Sink()`
- * makes one; to build the chain by hand, make one with `sinkContext()` and pass
- * it to every stage.
- */
-/**
  * An input's say over whether a batch may still be published (see
  * `SinkContext.fence`), asked for every attempt to publish an object
  * (PutObject, CompleteMultipartUpload).
@@ -191,6 +185,12 @@ export interface Fence {
   holds(key: string): boolean;
 }
 
+/**
+ * What the stages of one sink share: the resolved options, the S3 client, the
+ * memory budget, the counters, and the events a user listens to. `s3Sink()`
+ * makes one; to build the chain by hand, make one with `sinkContext()` and pass
+ * it to every stage.
+ */
 export class SinkContext extends EventEmitter<SinkEvents> {
   readonly options: ResolvedOptions;
   readonly client: S3Client;
