@@ -165,12 +165,6 @@ export interface Fenced {
 type Counters = Omit<SinkStats, 'bufferedBytes' | 'peakBufferedBytes' | 'piecesInFlight' | 'peakPiecesInFlight' | 'spooledBytes'>;
 
 /**
- * What the stages of one sink share: the resolved options, the S3 client, the
- * memory budget, the counters, and the events a user listens to. `s3Sink()`
- * makes one; to build the chain by hand, make one with `sinkContext()` and pass
- * it to every stage.
- */
-/**
  * An input's say over whether a batch may still be published (see
  * `SinkContext.fence`), asked for every attempt to publish an object
  * (PutObject, CompleteMultipartUpload).
@@ -191,6 +185,12 @@ export interface Fence {
   holds(key: string): boolean;
 }
 
+/**
+ * What the stages of one sink share: the resolved options, the S3 client, the
+ * memory budget, the counters, and the events a user listens to. `s3Sink()`
+ * makes one; to build the chain by hand, make one with `sinkContext()` and pass
+ * it to every stage.
+ */
 export class SinkContext extends EventEmitter<SinkEvents> {
   readonly options: ResolvedOptions;
   readonly client: S3Client;
@@ -246,8 +246,12 @@ export class SinkContext extends EventEmitter<SinkEvents> {
     super();
     this.options = resolveOptions(options, traits);
     this.#ownsClient = this.options.client === undefined;
-    // The transport retries; the SDK's own retry layer would multiply attempts.
-    this.client = this.options.client ?? new S3Client({ maxAttempts: 1, ...this.options.s3 });
+    // The transport retries; the SDK's own retry layer would multiply attempts. The SDK's default agent has 50
+    // sockets, fewer than the upload stage's maxUploads x queueSize requests at once (64 by default): the rest would
+    // wait for a socket after a Kafka worker's fence had its last look at them (see Fence.holds), for as long as
+    // other requests take (a slow S3), and leave past a rebalance. One more socket for the sweep's request.
+    const sockets = this.options.maxUploads * this.options.queueSize + 1;
+    this.client = this.options.client ?? new S3Client({ maxAttempts: 1, requestHandler: { httpAgent: { maxSockets: sockets }, httpsAgent: { maxSockets: sockets } }, ...this.options.s3 });
     const { maxBufferedBytes, parallelGzip } = this.options;
     this.ledger = new Ledger(maxBufferedBytes, reservedBytes(maxBufferedBytes, parallelGzip));
     this.pieces = parallelGzip ? new PiecePool(pieceSlots(maxBufferedBytes)) : null;

@@ -52,7 +52,13 @@ export interface SinkOptions {
    * Memory: one HTTP agent, at most `maxUploads × queueSize` sockets.
    */
   s3?: S3ClientConfig;
-  /** An S3 client you own; the sink never destroys it. Not with `s3`. Default: none. Memory: none. */
+  /**
+   * An S3 client you own; the sink never destroys it. Not with `s3`. Its HTTP
+   * agent should have a socket for each of `maxUploads × queueSize` requests
+   * (the SDK's default agent has 50): with a Kafka worker, a request that
+   * waits for a socket has passed the fence's last check (see the README's
+   * Fencing). Default: none. Memory: none.
+   */
   client?: S3Client;
   /**
    * Canned ACL for every object, e.g. `'bucket-owner-full-control'` when writing

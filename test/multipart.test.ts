@@ -6,6 +6,8 @@ import { s3Sink, type Receipt } from '../lib/index.js';
 import { prng, noisyLine } from './helpers/data.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
+import { startProxy, type Fault } from './helpers/proxy.js';
+import { eventually } from './helpers/wait.js';
 
 const env = useLocalS3(test, ['bucket'], {});
 
@@ -157,4 +159,36 @@ test.serial("a fence's yes that lapses before the request leaves (a pause past t
   t.deepEqual(ops('back'), ['PutObject'], 'one request: the lapsed one never left');
   t.is(ops('big').filter((o) => o === 'CompleteMultipartUpload').length, 1);
   t.deepEqual(await env.s3.lines('bucket', receipts.find((r) => what(r.key) === 'back')!.key), ['{"to":"back"}']);
+});
+
+test.serial("the sink's own client has a socket for every request the upload stage makes at once (maxUploads x queueSize): a request that passed the fence's last check is not queued in the HTTP agent, where it could wait past a rebalance before it leaves", async (t) => {
+  const uploads = 64; // above the SDK's default agent (50 sockets)
+  let answer = (_fault: Fault) => {};
+  const answered = new Promise<Fault>((resolve) => (answer = resolve));
+  // S3 holds every PutObject until each of them has arrived.
+  const proxy = await startProxy(env.s3.port, { fault: (operation) => (operation === 'PutObject' ? { kind: 'later', fault: answered } : { kind: 'pass' }) });
+  t.teardown(() => proxy.close());
+  const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', prefix: 'sockets/{to}/', s3: { ...env.s3.s3Config, endpoint: proxy.endpoint }, maxUploads: uploads, queueSize: 1, gzipLevel: 1 });
+  t.teardown(() => {
+    answer({ kind: 'pass' });
+    if (!sink.destroyed) sink.destroy();
+  });
+  let checked = 0;
+  sink.context.fence = {
+    mayPublish: async () => true,
+    holds: () => {
+      checked += 1;
+      return true;
+    },
+  };
+  const receipts: Receipt[] = [];
+  sink.on('object', (r: Receipt) => receipts.push(r));
+  const done = pipeline(Readable.from(Array.from({ length: uploads }, (_, i) => ({ payload: { to: `d${i}` } }))), sink);
+  await eventually(() => checked === uploads, 'every PutObject passed the last check', 20_000);
+  const arrived = () => proxy.log.filter((l) => l.operation === 'PutObject').length;
+  await eventually(() => arrived() === uploads, 'every PutObject that passed the last check is at S3', 5_000).catch(() => {});
+  t.is(arrived(), uploads, 'none of them waits for a socket');
+  answer({ kind: 'pass' });
+  await done;
+  t.is(receipts.length, uploads);
 });

@@ -648,7 +648,7 @@ export class KafkaWorker extends EventEmitter {
     // Not of this run's reading: a batch an earlier run left sealed in the spool is written as it was.
     if (inChain === undefined) return true;
     if (inChain.fenced) return false;
-    const sentPast = () => (this.#sentPast.get(inChain.partition) ?? -1) > inChain.last;
+    const sentPast = () => this.#committedPast(inChain);
     if (sentPast()) return true;
     if (inChain.generation === this.#generation && (await this.#inGroup(inChain.generation))) return true;
     // Commits under way may take the offset past it: wait for every round started so far.
@@ -682,8 +682,19 @@ export class KafkaWorker extends EventEmitter {
     const inChain = this.#inflight.get(key);
     if (inChain === undefined) return true;
     if (inChain.fenced) return false;
-    if ((this.#sentPast.get(inChain.partition) ?? -1) > inChain.last) return true;
-    return inChain.generation === this.#generation && !this.#failed && performance.now() < this.#leaseUntil;
+    // The same two tests as #mayPublish's yes: were they to differ, the request would be signed and dropped over
+    // and over (ask yes, holds no) until they agreed.
+    return this.#committedPast(inChain) || this.#leaseHolds(inChain.generation);
+  }
+
+  /** This worker sent a commit past the batch (see #sentPast): it may be written whatever the group did since. */
+  #committedPast(inChain: InChain): boolean {
+    return (this.#sentPast.get(inChain.partition) ?? -1) > inChain.last;
+  }
+
+  /** Still in `generation` of the group, and its lease holds now (see #leaseUntil). */
+  #leaseHolds(generation: number): boolean {
+    return generation === this.#generation && !this.#failed && performance.now() < this.#leaseUntil;
   }
 
   /**
@@ -696,7 +707,7 @@ export class KafkaWorker extends EventEmitter {
   async #inGroup(generation: number): Promise<boolean> {
     for (;;) {
       if (generation !== this.#generation || this.#failed) return false;
-      if (performance.now() < this.#leaseUntil) return true;
+      if (this.#leaseHolds(generation)) return true;
       await new Promise<void>((resolve) => this.#beatWaiters.push(resolve));
     }
   }
