@@ -34,7 +34,9 @@ export interface Gate {
   /**
    * At the last moment before the request leaves: after the SDK computed its
    * checksum and signature, which take milliseconds for a large body. `false`:
-   * it is not sent, and `ask` runs again (not counted as an attempt).
+   * it is not sent, and `ask` runs again (not counted as an attempt; from the
+   * second `false` in a row, after a retry's wait, so that a gate whose two
+   * answers keep disagreeing does not spin).
    */
   holds(): boolean;
 }
@@ -82,8 +84,10 @@ export class Transport {
       };
       (command as unknown as { middlewareStack: Stack }).middlewareStack.add(last, { step: 'deserialize', priority: 'low', name: 's3SinkGate', override: true });
     }
+    let lapses = 0;
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
+      if (lapses > 1) await sleep(backoffDelay(this.#policy, lapses - 1, this.#random), undefined, signal ? { signal } : undefined);
       if (gate) await gate.ask();
       signal?.throwIfAborted();
       const attemptController = new AbortController();
@@ -100,8 +104,10 @@ export class Transport {
         if (signal?.aborted) throw err;
         if (err instanceof Lapsed) {
           attempt -= 1;
+          lapses += 1;
           continue;
         }
+        lapses = 0;
         const failure = timedOut ? timeoutError(operation, this.#timeoutMs) : err;
         const verdict = classify(failure);
         if (!verdict.retry || attempt >= this.#policy.attempts) {
