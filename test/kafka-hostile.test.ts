@@ -299,6 +299,26 @@ serial('a worker stopped (SIGSTOP) past its session with its uploads waiting for
   await assertExactlyOnce(t, `${topic}/`, 6000);
 });
 
+serial("a worker slow to read a backlog (its process stalled for longer than idleMs between two fetches) is behind its log, not quiet: its batch is cut only once it has read to the log's end; every record once", async (t) => {
+  const topic = 'behind';
+  await env.kafka.createTopic(topic, 1);
+  // 6000 records of ~1 KiB in one minute that ended long ago: about six fetches of 1 MiB.
+  await produce(topic, 1, 0, 6000, () => T0, 1000);
+  const worker = consumeKafka({ brokers: env.kafka.brokers, topics: [topic], groupId: 'g-behind', idleMs: 300, sink: { bucket: 'bucket', prefix: topic, s3: s3Options() } });
+  t.teardown(() => worker.close().catch(() => {}));
+  // Checked after every turn of the event loop: the first fetch has been taken, the next one is not in yet.
+  await eventually(() => worker.stats().records > 0, 'the first fetch read', 30_000);
+  t.true(worker.stats().records < 6000, `${worker.stats().records} records read: the log goes on`);
+  // The whole process stalls for longer than idleMs (a long pause, a starved container): the idle timer is due
+  // before the next fetch's records are taken, the last record came over idleMs ago, and its window ended long ago.
+  const until = Date.now() + 1000;
+  while (Date.now() < until);
+  await eventually(() => lagIsZero('g-behind', topic), 'all read and committed', 30_000);
+  t.is(worker.stats().cuts, 1, 'one cut, at the end of the log');
+  await worker.close();
+  await assertExactlyOnce(t, `${topic}/`, 6000);
+});
+
 serial('a topic written in transactions (each commit leaves a control record the consumer never sees): every record once, and the lag reaches 0', async (t) => {
   const topic = 'transactional';
   await env.kafka.createTopic(topic, 2);

@@ -512,7 +512,9 @@ export class KafkaWorker extends EventEmitter {
 
   /**
    * Cuts the batches of quiet partitions (their window has ended on the wall
-   * clock, and no record came for idleMs), and batches open for longer than a
+   * clock, no record came for idleMs, and this worker has read to the log's
+   * end as its latest fetch saw it: one behind its log is slow, not quiet,
+   * and a cut there would only make a smaller object), and batches open for longer than a
    * window and idleMs: a record stamped ahead of the clock (Kafka takes up to
    * an hour by default) opens a window that the wall clock does not end soon,
    * and every record after it is late for that window and stays in it.
@@ -524,7 +526,8 @@ export class KafkaWorker extends EventEmitter {
     for (const state of this.#liveStates()) {
       const open = state.batcher.open;
       if (open === null || state.waiting) continue;
-      if ((now >= open.window.end && now - state.lastRecordAt >= idleMs) || now - state.openSince >= windowMs + idleMs) this.#cut(state);
+      const quiet = now >= open.window.end && now - state.lastRecordAt >= idleMs && state.batcher.next >= state.end;
+      if (quiet || now - state.openSince >= windowMs + idleMs) this.#cut(state);
     }
   }
 
