@@ -126,6 +126,8 @@ serial('a record stamped 50 minutes ahead (Kafka 4 takes up to an hour), then re
   const ahead = Date.now() + 50 * MINUTE; // a producer whose clock is 50 minutes ahead
   await produce(topic, 1, 0, 10, () => T0);
   await produce(topic, 1, 10, 11, () => ahead);
+  // The batch ahead opens when the worker reads its record (after it has joined the group): the clock starts then.
+  await eventually(() => worker.stats().records === 11, 'the worker read the record ahead', 30_000);
   // Then records of now, one every 100 ms for 4 s: each is late for the window of the one ahead.
   const start = Date.now();
   const producedAt: number[] = [];
