@@ -651,8 +651,7 @@ export class KafkaWorker extends EventEmitter {
     // Not of this run's reading: a batch an earlier run left sealed in the spool is written as it was.
     if (inChain === undefined) return true;
     if (inChain.fenced) return false;
-    const sentPast = () => this.#committedPast(inChain);
-    if (sentPast()) return true;
+    if (this.#committedPast(inChain)) return true;
     if (inChain.generation === this.#generation && (await this.#inGroup(inChain.generation))) return true;
     // Commits under way may take the offset past it: wait for every round started so far.
     for (;;) {
@@ -660,7 +659,7 @@ export class KafkaWorker extends EventEmitter {
       await round.catch(() => {});
       if (this.#commits === round) break;
     }
-    if (sentPast()) return true;
+    if (this.#committedPast(inChain)) return true;
     if (inChain.fenced) return false;
     inChain.fenced = true;
     // A reading of the partition now must not pass over it, and one that has must read it again
