@@ -59,6 +59,13 @@ export interface Routed {
    * a group whose `times` do not match its lines follows arrival.
    */
   times?: number[] | undefined;
+  /**
+   * Set by `lineGroups` (lines to one fixed destination) for a group whose
+   * one entry is a stretch of lines as read: several lines joined by their
+   * `\n`s, a view of the input with the last `\n` right after it. `events`
+   * is how many lines it holds. Absent: one event per entry.
+   */
+  events?: number;
 }
 
 /**
@@ -104,8 +111,8 @@ export interface End {
   acks?: Acks;
 }
 
-/** What `window` emits (arrays of them): lines for a batch (with their acks, one per line), or its end. */
-export type LinesPiece = { batch: Batch; lines: Line[]; bytes: number; acks: Acks } | End;
+/** What `window` emits (arrays of them): lines for a batch (with their acks, one per line; `events` as in `Routed`, passed on), or its end. */
+export type LinesPiece = { batch: Batch; lines: Line[]; bytes: number; acks: Acks; events?: number } | End;
 
 /**
  * What `join` emits (arrays of them) and `gzip` emits (one at a time): bytes

@@ -7,6 +7,7 @@ export type { RetryInfo } from './transport.js';
 export { DEFAULTS, type SinkOptions, type ResolvedOptions } from './options.js';
 export { parse, LineParser, RecordParser } from './stages/parse.js';
 export { keyBy, KeyBy } from './stages/keyBy.js';
+export { lineGroups, LineGroups } from './stages/lineGroups.js';
 export { window, Window, windowOf, STREAM_AFTER_BYTES } from './stages/window.js';
 export { join, Join } from './stages/join.js';
 export { gzip, Gzip } from './stages/gzip.js';

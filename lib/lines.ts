@@ -1,3 +1,5 @@
+import type { Line } from './framing.js';
+
 /**
  * Splits a byte stream into lines. Bytes are kept as they are (invalid UTF-8
  * and NUL bytes included); a line ends at `\n`, and a `\r` just before it is
@@ -18,6 +20,17 @@ export interface Oversized {
 export interface Split {
   lines: Buffer[];
   oversized: Oversized[];
+}
+
+/**
+ * What `pushPacked` returns: the lines `push` would, as `lines` (each one
+ * line) followed by `packed`, several more lines in one entry.
+ */
+export interface Packed extends Split {
+  /** Lines that come after `lines`, joined by their `\n`s (without the last), a view of the chunk; `null` for none. */
+  packed: Buffer | null;
+  /** How many lines `packed` holds. */
+  packedLines: number;
 }
 
 const LF = 10;
@@ -52,6 +65,46 @@ export class LineSplitter {
     for (let nl = chunk.indexOf(LF, start); nl !== -1; nl = chunk.indexOf(LF, start)) {
       this.#emit(chunk.subarray(start, nl), out);
       start = nl + 1;
+    }
+    if (start < chunk.length) this.#extend(chunk.subarray(start));
+    return out;
+  }
+
+  /**
+   * The same lines as `push`, with a chunk's regular stretch (its complete
+   * lines after a carried one, when none has a `\r`, none is empty and none
+   * is longer than `maxLineBytes`: nearly every chunk of log lines) as one
+   * entry, `packed`, a view of the chunk: one object for the whole stretch
+   * instead of one per line. A stretch that is not regular comes line by
+   * line in `lines`, as from `push`. Each line followed by a `\n` gives the
+   * same bytes as `packed` followed by one.
+   */
+  pushPacked(chunk: Buffer): Packed {
+    const out: Packed = { lines: [], oversized: [], packed: null, packedLines: 0 };
+    let start = 0;
+    if (this.#carryBytes > 0 || this.#skipping) {
+      const nl = chunk.indexOf(LF);
+      if (nl === -1) {
+        this.#extend(chunk);
+        return out;
+      }
+      this.#extend(chunk.subarray(0, nl));
+      this.#endCarried(out);
+      start = nl + 1;
+    }
+    const last = chunk.lastIndexOf(LF);
+    if (last >= start) {
+      const count = regularLines(chunk, start, last, this.maxLineBytes);
+      if (count > 0) {
+        out.packed = chunk.subarray(start, last);
+        out.packedLines = count;
+        start = last + 1;
+      } else {
+        for (let nl = chunk.indexOf(LF, start); nl !== -1 && nl <= last; nl = chunk.indexOf(LF, start)) {
+          this.#emit(chunk.subarray(start, nl), out);
+          start = nl + 1;
+        }
+      }
     }
     if (start < chunk.length) this.#extend(chunk.subarray(start));
     return out;
@@ -109,6 +162,41 @@ export class LineSplitter {
     }
     out.lines.push(bytes);
   }
+}
+
+/**
+ * The lines in `chunk[start..last]` (`last` is a `\n`) when the stretch is
+ * regular (no `\r`, no empty line, no line longer than `max`), else 0.
+ */
+export function regularLines(chunk: Buffer, start: number, last: number, max: number): number {
+  const cr = chunk.indexOf(CR, start);
+  if (cr !== -1 && cr < last) return 0;
+  let count = 0;
+  for (let from = start; from <= last; ) {
+    const nl = chunk.indexOf(LF, from);
+    if (nl === from || nl - from > max) return 0;
+    count += 1;
+    from = nl + 1;
+  }
+  return count;
+}
+
+/** Packed entries (see `pushPacked`) back as one entry per line; other entries as they are. */
+export function unpackLines(entries: readonly Line[]): Line[] {
+  const out: Line[] = [];
+  for (const entry of entries) {
+    if (typeof entry === 'string' || entry.indexOf(LF) === -1) {
+      out.push(entry);
+      continue;
+    }
+    let from = 0;
+    for (let nl = entry.indexOf(LF); nl !== -1; nl = entry.indexOf(LF, from)) {
+      out.push(entry.subarray(from, nl));
+      from = nl + 1;
+    }
+    out.push(entry.subarray(from));
+  }
+  return out;
 }
 
 /**

@@ -6,6 +6,7 @@ import type { SinkOptions } from './options.js';
 import { gzip } from './stages/gzip.js';
 import { join } from './stages/join.js';
 import { keyBy } from './stages/keyBy.js';
+import { fixedDestination, lineGroups } from './stages/lineGroups.js';
 import { parse } from './stages/parse.js';
 import { spool } from './stages/spool.js';
 import { upload, type Delivered } from './stages/upload.js';
@@ -111,10 +112,15 @@ export class S3Sink extends Writable {
   }
 }
 
-/** The sink for `options`: `parse → keyBy → window → join → spool → gzip → upload` as one Writable (`spool` passes pieces through when the option is not set). */
+/**
+ * The sink for `options`: `parse → keyBy → window → join → spool → gzip → upload`
+ * as one Writable (`spool` passes pieces through when the option is not set).
+ * For lines to one fixed destination, `lineGroups` stands for `parse → keyBy`.
+ */
 export function s3Sink(options: SinkOptions = {}): S3Sink {
   const ctx = sinkContext(options);
-  return composeSink(ctx, [parse(ctx), keyBy(ctx), window(ctx), join(), spool(ctx), gzip(ctx), upload(ctx)]);
+  const front = fixedDestination(ctx) === null ? [parse(ctx), keyBy(ctx)] : [lineGroups(ctx)];
+  return composeSink(ctx, [...front, window(ctx), join(), spool(ctx), gzip(ctx), upload(ctx)]);
 }
 
 /**

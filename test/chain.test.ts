@@ -1,7 +1,7 @@
 import test from 'ava';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { composeSink, gzip, join, keyBy, parse, sinkContext, upload, window, type Receipt, type SinkRecord } from '../lib/index.js';
+import { composeSink, gzip, join, keyBy, lineGroups, parse, sinkContext, upload, window, type Receipt, type SinkRecord } from '../lib/index.js';
 import { prng, noisyLine } from './helpers/data.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
@@ -71,4 +71,19 @@ test('the stages compose with core pipeline alone, the context carrying the rece
   ctx.dispose();
   t.is(receipts.length, 1);
   t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['a', 'b', 'c']);
+});
+
+test('lineGroups hands join stretches of lines as read, and join passes them on as they lie (no copy); other lines are copied, framed the same', async (t) => {
+  const ctx = sinkContext({ bucket: 'bucket', prefix: 'p/', input: 'lines', clock: fixedClock(), s3: env.s3.s3Config });
+  t.teardown(() => ctx.dispose());
+  const read = Buffer.from('carried\nline one\nline two\n');
+  const collect = async (source: AsyncIterable<({ data: Buffer; events?: number } | { end: true })[]>) => {
+    for await (const pieces of source) for (const piece of pieces) if ('data' in piece) out.push(piece);
+  };
+  const out: { data: Buffer; events?: number }[] = [];
+  await pipeline(Readable.from([Buffer.from('start of '), read]), lineGroups(ctx), window(ctx), join(), collect);
+  t.deepEqual(out.map((p) => p.data.toString()), ['start of carried\n', 'line one\nline two\n']);
+  t.not(out[0]?.data.buffer, read.buffer, 'the carried line is joined into a buffer of its own');
+  t.is(out[1]?.data.buffer, read.buffer, 'the stretch is a view of the chunk read');
+  t.deepEqual(out.map((p) => p.events), [1, 2]);
 });

@@ -64,3 +64,19 @@ test('a line with a lone \\r keeps its exact bytes as a JSON string when it is U
   );
   t.is(rejected[0]?.head, binary.toString('utf8'));
 });
+
+test('written in large chunks (stretches of lines go as read, with no object per line): the same bytes, events and rejections as line by line', async (t) => {
+  const regular = Array.from({ length: 300 }, (_, i) => `{"i":${i},"msg":"regular line ${i}"}`);
+  const binary = Buffer.from([0x78, 0x0d, 0xff, 0x79]);
+  const chunks = [
+    Buffer.from(`${regular.slice(0, 100).join('\n')}\n${regular[100]!.slice(0, 5)}`), // a stretch, and the start of a line carried over
+    Buffer.from(`${regular[100]!.slice(5)}\n${regular.slice(101, 200).join('\n')}\n`), // the carried line ends, then a stretch
+    Buffer.concat([Buffer.from('a\r\n\nb c\rd\n'), binary, Buffer.from(`\n${'L'.repeat(300)}\n`)]), // every kind of irregular line
+    Buffer.from(`${regular.slice(200).join('\n')}\n`),
+  ];
+  const { body, receipts, rejected } = await deliver(chunks, { maxLineBytes: 200 });
+  const expected = [...regular.slice(0, 200), 'a', JSON.stringify('b c\rd'), ...regular.slice(200)];
+  t.is(body.toString('utf8'), expected.map((l) => `${l}\n`).join(''));
+  t.is(receipts.reduce((n, r) => n + r.events, 0), expected.length);
+  t.deepEqual(rejected.map((r) => r.code).sort(), ['ERR_S3SINK_LINE_TOO_LONG', 'ERR_S3SINK_PAYLOAD']);
+});

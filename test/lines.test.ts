@@ -1,5 +1,5 @@
 import test from 'ava';
-import { LineCounter, LineSplitter } from '../lib/lines.js';
+import { LineCounter, LineSplitter, unpackLines } from '../lib/lines.js';
 import { prng } from './helpers/data.js';
 
 function splitAll(chunks: (string | Buffer)[], max = 1024) {
@@ -85,4 +85,52 @@ test('LineCounter counts what LineSplitter returns or reports as oversized, at e
   t.is(counter.lines, 2, 'a lone \\r before \\n is an empty line; "a" and "\\r" are lines');
   counter.end();
   t.is(counter.lines, 3, 'the last line without \\n counts at the end');
+});
+
+test('pushPacked gives the bytes, events and reports that push gives, at every chunking; a regular chunk is one view of it', (t) => {
+  const random = prng(21);
+  const pieces = ['a', 'bc', '\n', '\r', '\r\n', '\n\n', 'x'.repeat(40), '\u00e9', '', 'line\n', 'ok\nok\nok\n'];
+  let packedSeen = 0;
+  for (let round = 0; round < 800; round++) {
+    let text = '';
+    for (let n = Math.floor(random() * 40); n > 0; n--) text += pieces[Math.floor(random() * pieces.length)];
+    const bytes = Buffer.from(text);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length; ) {
+      const size = 1 + Math.floor(random() * 24);
+      chunks.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    const { raw, oversized } = splitAll(chunks, 30);
+    const splitter = new LineSplitter(30);
+    const framed: Buffer[] = [];
+    let events = 0;
+    const reported: number[] = [];
+    for (const chunk of chunks) {
+      const out = splitter.pushPacked(chunk);
+      for (const line of out.lines) framed.push(line, Buffer.from('\n'));
+      events += out.lines.length;
+      if (out.packed !== null) {
+        t.is(out.packed.buffer, chunk.buffer, 'a view of the chunk, not a copy');
+        t.is(chunk[out.packed.byteOffset - chunk.byteOffset + out.packed.length], 10, 'its last \\n lies right after it');
+        framed.push(out.packed, Buffer.from('\n'));
+        events += out.packedLines;
+        packedSeen += 1;
+      }
+      reported.push(...out.oversized.map((o) => o.bytes));
+    }
+    const last = splitter.end();
+    for (const line of last.lines) framed.push(line, Buffer.from('\n'));
+    events += last.lines.length;
+    reported.push(...last.oversized.map((o) => o.bytes));
+    t.is(Buffer.concat(framed).toString('latin1'), raw.map((l) => `${l.toString('latin1')}\n`).join(''), JSON.stringify(text));
+    t.is(events, raw.length);
+    t.deepEqual(reported, oversized.map((o) => o.bytes));
+  }
+  t.true(packedSeen > 500, `regular stretches were packed (${packedSeen})`);
+});
+
+test('unpackLines splits packed entries back into their lines and leaves single lines as they are', (t) => {
+  const entries = [Buffer.from('one'), Buffer.from('two\nthree\nfour'), 'five'];
+  t.deepEqual(unpackLines(entries).map(String), ['one', 'two', 'three', 'four', 'five']);
 });

@@ -83,3 +83,24 @@ test('window charges the budget for what it admits', async (t) => {
   t.is(ctx.stats().bytesIn, 12);
   t.is(ctx.stats().openBatches, 1);
 });
+
+test('a stretch of lines as read (lineGroups) rolls over line by line like any group: no batch passes maxObjectBytes, every line counted once', async (t) => {
+  const { out, write } = setup({ maxObjectBytes: 10, maxLineBytes: 9 });
+  const read = Buffer.from('aaaa\nbbbb\ncccc\ndddddddd\ne\n');
+  const stretch: Routed = { destination: A, lines: [read.subarray(0, read.length - 1)], bytes: read.length, acks: null, events: 5 };
+  await write([stretch]);
+  const seen = batches(out);
+  t.deepEqual(seen.map((b) => b.lines.map(String)), [['aaaa', 'bbbb'], ['cccc'], ['dddddddd'], ['e']]);
+  t.true(seen.every((b) => b.batch.bytes <= 10));
+  t.is(seen.reduce((n, b) => n + b.batch.events, 0), 5);
+});
+
+test('a stretch that fits is admitted whole, its events counted and passed on with it', async (t) => {
+  const { out, write } = setup();
+  const read = Buffer.from('one\ntwo\nthree\n');
+  await write([{ destination: A, lines: [read.subarray(0, read.length - 1)], bytes: read.length, acks: null, events: 3 }]);
+  const pieces = out.filter((p) => !('end' in p)) as { lines: unknown[]; events?: number; batch: { events: number } }[];
+  t.is(pieces.length, 1);
+  t.is(pieces[0]?.events, 3);
+  t.is(pieces[0]?.batch.events, 3);
+});

@@ -3,6 +3,7 @@ import type { Acks, Batch, Destination, LinesPiece, Routed } from '../batch.js';
 import type { SinkContext } from '../context.js';
 import { ClockError } from '../errors.js';
 import { lineBytes, type Line } from '../framing.js';
+import { unpackLines } from '../lines.js';
 import { formatKey, isKeyTime, newIdentifier } from '../key.js';
 import { compressorBytes, decide, type Ledger } from '../ledger.js';
 
@@ -57,6 +58,8 @@ interface Slice {
   bytes: number;
   acks: Acks;
   time: number | null;
+  /** As in `Routed`: set when `lines` is a stretch of lines read. */
+  events?: number | undefined;
 }
 
 /** An open batch, under its slot in the open map (its destination; with the `time` option, its destination and window). */
@@ -134,8 +137,8 @@ export class Window extends Transform {
       if (batch.bytes + slice.bytes > options.maxObjectBytes || ledger.held + slice.bytes + extra > ledger.max || (disk !== null && disk.held + slice.bytes > disk.max)) {
         return this.#admitSlowly(slices, g, out);
       }
-      this.#account(batch, slice.lines.length, slice.bytes, extra);
-      out.push({ batch, lines: slice.lines, bytes: slice.bytes, acks: slice.acks });
+      this.#account(batch, slice.events ?? slice.lines.length, slice.bytes, extra);
+      out.push(slice.events === undefined ? { batch, lines: slice.lines, bytes: slice.bytes, acks: slice.acks } : { batch, lines: slice.lines, bytes: slice.bytes, acks: slice.acks, events: slice.events });
     }
     return null;
   }
@@ -151,7 +154,7 @@ export class Window extends Transform {
     for (const group of groups) {
       const { destination, lines, bytes, acks, times } = group;
       if (!this.#eventTime || times?.length !== lines.length || lines.length === 0) {
-        slices.push({ destination, lines, bytes, acks, time: null });
+        slices.push({ destination, lines, bytes, acks, time: null, events: group.events });
         continue;
       }
       const first = timeOr(times[0] as number, now);
@@ -184,7 +187,7 @@ export class Window extends Transform {
 
   /** Counts the slice's lines late when their window's batch should have closed already (`lateMs` past its end). */
   #late(slice: Slice, now: number): Slice {
-    if (windowOf(slice.time as number, this.#ctx.options.windowMs).end + this.#lateMs <= now) this.#ctx.counters.late += slice.lines.length;
+    if (windowOf(slice.time as number, this.#ctx.options.windowMs).end + this.#lateMs <= now) this.#ctx.counters.late += slice.events ?? slice.lines.length;
     return slice;
   }
 
@@ -193,7 +196,10 @@ export class Window extends Transform {
     const { ledger, disk, options } = this.#ctx;
     let now = options.clock.now();
     for (let g = first; g < slices.length; g++) {
-      const { destination, lines, acks, time } = slices[g] as Slice;
+      const slice = slices[g] as Slice;
+      const { destination, acks, time } = slice;
+      // One line at a time here: packed entries are split back into their lines.
+      const lines = slice.events === undefined ? slice.lines : unpackLines(slice.lines);
       let run: Run | null = null;
       for (let i = 0; i < lines.length; i++) {
         const line = lines[i] as Line;
