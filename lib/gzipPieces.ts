@@ -54,3 +54,67 @@ export class MemberSum {
     return tail;
   }
 }
+
+/**
+ * Where the next piece of a batch ends, in bytes from the start of `list`
+ * (its pending bytes, `total` of them, in order): after the last line end
+ * within the first `size` bytes, else after the first line end past them (a
+ * longer line); with `all`, at the end when no line end is left. -1: wait
+ * for more bytes. The cuts depend only on the bytes, never on how they came
+ * in buffers.
+ */
+export function pieceEnd(list: readonly Buffer[], total: number, size: number, all: boolean): number {
+  if (total >= size) {
+    const last = lastIndexIn(list, LF, size - 1);
+    if (last !== -1) return last + 1;
+    const next = indexIn(list, LF, size);
+    if (next !== -1) return next + 1;
+  }
+  return all ? total : -1;
+}
+
+/** Moves the first `n` bytes of `list` into `into` (from its start): `list` is left holding what follows them. */
+export function takeFront(list: Buffer[], n: number, into: Buffer): Buffer {
+  let at = 0;
+  while (at < n) {
+    const first = list[0] as Buffer;
+    const take = Math.min(first.length, n - at);
+    first.copy(into, at, 0, take);
+    at += take;
+    if (take === first.length) list.shift();
+    else list[0] = first.subarray(take);
+  }
+  return into.subarray(0, n);
+}
+
+const LF = 10;
+
+/** The position of the last `byte` at or before `pos` in the bytes of `list`, or -1. */
+function lastIndexIn(list: readonly Buffer[], byte: number, pos: number): number {
+  let start = 0;
+  let i = 0;
+  while (i < list.length - 1 && start + (list[i] as Buffer).length <= pos) start += (list[i++] as Buffer).length;
+  for (let local = pos - start; i >= 0; i--) {
+    const buf = list[i] as Buffer;
+    const found = local < 0 ? -1 : buf.lastIndexOf(byte, local);
+    if (found !== -1) return start + found;
+    if (i > 0) {
+      start -= (list[i - 1] as Buffer).length;
+      local = (list[i - 1] as Buffer).length - 1;
+    }
+  }
+  return -1;
+}
+
+/** The position of the first `byte` at or after `pos` in the bytes of `list`, or -1. */
+function indexIn(list: readonly Buffer[], byte: number, pos: number): number {
+  let start = 0;
+  for (const buf of list) {
+    if (start + buf.length > pos) {
+      const found = buf.indexOf(byte, Math.max(0, pos - start));
+      if (found !== -1) return start + found;
+    }
+    start += buf.length;
+  }
+  return -1;
+}

@@ -1,6 +1,6 @@
 import zlib from 'node:zlib';
 import test from 'ava';
-import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceOptions } from '../lib/gzipPieces.js';
+import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceEnd, pieceOptions, takeFront } from '../lib/gzipPieces.js';
 import { logLine, noisyLine, prng } from './helpers/data.js';
 
 /** Lines (half log lines, half noise), and the same bytes cut into pieces of about `size` after a newline. */
@@ -54,4 +54,37 @@ test('priming each piece with the 32 KiB before it wins back what compressing ap
 test('an empty member (no pieces) and a piece of nothing are valid gzip of nothing', (t) => {
   t.is(zlib.gunzipSync(member([], 6, false)).length, 0);
   t.is(zlib.gunzipSync(member([Buffer.alloc(0), Buffer.from('a\n')], 1, true)).toString(), 'a\n');
+});
+
+test('pieceEnd and takeFront cut a batch where cutting its bytes as one buffer would, however they came in buffers', (t) => {
+  const random = prng(5);
+  // The cut as gzip made it before: on the batch's bytes as one buffer.
+  const reference = (data: Buffer, size: number, all: boolean): number => {
+    let cut = data.length >= size ? data.lastIndexOf(10, size - 1) : -1;
+    if (cut === -1 && data.length >= size) cut = data.indexOf(10, size);
+    if (cut === -1) return all ? data.length : -1;
+    return cut + 1;
+  };
+  for (let round = 0; round < 2000; round++) {
+    const size = 1 + Math.floor(random() * 40);
+    let text = '';
+    for (let n = Math.floor(random() * 12); n > 0; n--) text += random() < 0.3 ? '\n' : 'x'.repeat(Math.floor(random() * 30));
+    let data = Buffer.from(text);
+    const list: Buffer[] = [];
+    for (let at = 0; at < data.length; ) {
+      const n = Math.floor(random() * 16); // empty buffers too
+      list.push(data.subarray(at, at + n));
+      at += n;
+    }
+    const all = random() < 0.5;
+    for (;;) {
+      const end = pieceEnd(list, data.length, size, all);
+      t.is(end, reference(data, size, all), JSON.stringify({ text, size, all }));
+      if (end <= 0) break;
+      const piece = takeFront(list, end, Buffer.alloc(end + 3));
+      t.is(piece.toString(), data.subarray(0, end).toString());
+      data = data.subarray(end);
+      t.is(Buffer.concat(list).toString(), data.toString(), 'what is left stays queued, in order');
+    }
+  }
 });

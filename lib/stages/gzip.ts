@@ -3,7 +3,8 @@ import zlib from 'node:zlib';
 import type { Batch, BytesPiece, End } from '../batch.js';
 import { whenWritable } from '../streams.js';
 import type { SinkContext } from '../context.js';
-import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceOptions } from '../gzipPieces.js';
+import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceEnd, pieceOptions, takeFront } from '../gzipPieces.js';
+import { PartPool } from '../parts.js';
 import { PARALLEL_PIECES } from '../ledger.js';
 import type { PiecePool } from '../piecePool.js';
 import { gzipBound } from '../options.js';
@@ -111,10 +112,13 @@ export class Gzip extends Duplex {
   #compacting = 0;
   #onFinished: (() => void) | null = null;
   readonly #resumeWaiters: (() => void)[] = [];
+  /** The buffers pieces are copied into, used again once compressed: one per slot, and one being filled. */
+  readonly #pieceBuffers: PartPool;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 8 });
     this.#ctx = ctx;
+    this.#pieceBuffers = new PartPool(MEMBER_BYTES, (ctx.pieces?.slots ?? 0) + 1);
     if (ctx.spool === null) ctx.ledger.compactor = (need) => this.#compact(need);
   }
 
@@ -241,19 +245,14 @@ export class Gzip extends Duplex {
    * spool makes the same pieces, and the same object.
    */
   #cutPieces(state: State, all: boolean): void {
-    let data = this.#takePending(state);
-    while (data.length > 0) {
-      let cut = data.length >= MEMBER_BYTES ? data.lastIndexOf(10, MEMBER_BYTES - 1) : -1;
-      if (cut === -1 && data.length >= MEMBER_BYTES) cut = data.indexOf(10, MEMBER_BYTES);
-      if (cut === -1 && !all) break;
-      const end = cut === -1 ? data.length : cut + 1;
-      this.#submitPiece(state, data.subarray(0, end));
-      data = data.subarray(end);
+    const pending = state.pending;
+    for (let end = pieceEnd(pending, state.pendingBytes, MEMBER_BYTES, all); end > 0; end = pieceEnd(pending, state.pendingBytes, MEMBER_BYTES, all)) {
+      // Copied out of the lines into a buffer used again (a longer piece, one line past MEMBER_BYTES, gets its own).
+      const raw = takeFront(pending, end, end <= MEMBER_BYTES ? this.#pieceBuffers.take() : Buffer.allocUnsafeSlow(end));
+      state.pendingBytes -= end;
+      this.#submitPiece(state, raw);
     }
-    if (data.length > 0) {
-      state.pending = [rest(data)];
-      state.pendingBytes = data.length;
-    }
+    if (pending.length > 0) pending[0] = rest(pending[0] as Buffer);
   }
 
   /** Queues `raw` as the batch's next piece (its dictionary and checksum taken now, in order); pieces are written in order, after the member's header. */
@@ -272,6 +271,7 @@ export class Gzip extends Duplex {
       }
       zlib.deflateRaw(raw, options, (err, compressed) => {
         slotFree();
+        this.#pieceBuffers.give(raw);
         if (this.destroyed) return;
         if (err) {
           this.destroy(err);
@@ -438,6 +438,8 @@ export class Gzip extends Duplex {
 
   #finish(state: State): void {
     this.#states.delete(state.batch.key);
+    // Nothing compresses in pieces now: the kept piece buffers go (a quiet sink holds none).
+    if (this.#states.size === 0) this.#pieceBuffers.clear();
     this.push(state.acks ? { batch: state.batch, end: true, acks: state.acks } : { batch: state.batch, end: true });
     this.#maybeFinished();
   }
