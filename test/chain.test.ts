@@ -73,7 +73,7 @@ test('the stages compose with core pipeline alone, the context carrying the rece
   t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['a', 'b', 'c']);
 });
 
-test('lineGroups hands join stretches of lines as read, and join passes them on as they lie (no copy); other lines are copied, framed the same', async (t) => {
+test('lineGroups hands join stretches of lines copied out of the chunk in one go, which join passes on with no second copy; other lines are joined, framed the same', async (t) => {
   const ctx = sinkContext({ bucket: 'bucket', prefix: 'p/', input: 'lines', clock: fixedClock(), s3: env.s3.s3Config });
   t.teardown(() => ctx.dispose());
   const read = Buffer.from('carried\nline one\nline two\n');
@@ -84,6 +84,6 @@ test('lineGroups hands join stretches of lines as read, and join passes them on 
   await pipeline(Readable.from([Buffer.from('start of '), read]), lineGroups(ctx), window(ctx), join(), collect);
   t.deepEqual(out.map((p) => p.data.toString()), ['start of carried\n', 'line one\nline two\n']);
   t.not(out[0]?.data.buffer, read.buffer, 'the carried line is joined into a buffer of its own');
-  t.is(out[1]?.data.buffer, read.buffer, 'the stretch is a view of the chunk read');
+  t.not(out[1]?.data.buffer, read.buffer, 'the stretch is copied out of the chunk: the writer may fill it again, and a small stretch does not keep a large chunk alive');
   t.deepEqual(out.map((p) => p.events), [1, 2]);
 });

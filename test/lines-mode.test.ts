@@ -1,4 +1,7 @@
 import test from 'ava';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { s3Sink, type Receipt, type Rejection } from '../lib/index.js';
@@ -79,4 +82,20 @@ test('written in large chunks (stretches of lines go as read, with no object per
   t.is(body.toString('utf8'), expected.map((l) => `${l}\n`).join(''));
   t.is(receipts.reduce((n, r) => n + r.events, 0), expected.length);
   t.deepEqual(rejected.map((r) => r.code).sort(), ['ERR_S3SINK_LINE_TOO_LONG', 'ERR_S3SINK_PAYLOAD']);
+});
+
+test('a Buffer the writer fills again once its write has called back does not change what was written (with and without a spool)', async (t) => {
+  for (const spooled of [false, true]) {
+    const dir = spooled ? await mkdtemp(join(tmpdir(), 's3-sink-reuse-')) : null;
+    t.teardown(() => (dir === null ? undefined : rm(dir, { recursive: true, force: true })));
+    const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', prefix: `reuse-${spooled}/`, input: 'lines', s3: env.s3.s3Config, ...(dir === null ? {} : { spool: { dir } }) });
+    const receipts: Receipt[] = [];
+    sink.on('object', (r: Receipt) => receipts.push(r));
+    const buf = Buffer.from('aaa\nbbb\nccc\n');
+    await new Promise<void>((resolve, reject) => sink.write(buf, (err) => (err ? reject(err) : resolve())));
+    buf.write('XXX\nYYY\nZZZ\n');
+    await sink.close();
+    const bodies = await Promise.all(receipts.map((r) => env.s3.body('bucket', r.key)));
+    t.is(Buffer.concat(bodies).toString(), 'aaa\nbbb\nccc\n', `spool: ${spooled}`);
+  }
 });

@@ -30,8 +30,9 @@ export class Join extends Transform {
 
 /**
  * A stretch of lines as read (`Routed.events`) is already framed where it
- * lies: its bytes and the \n after it, as a view, with no copy. `null` for
- * any other piece (or one whose next byte is not that \n after all).
+ * lies, in lineGroups' copy: its bytes and the \n after it, as a view, with
+ * no second copy. `null` for any other piece (or one whose next byte is not
+ * that \n after all).
  */
 function stretch(piece: { lines: Line[]; events?: number }): Buffer | null {
   if (piece.events === undefined || piece.lines.length !== 1) return null;

@@ -8,8 +8,9 @@ import { Router } from '../route.js';
 /**
  * Stages 1 and 2 in one, for lines to one fixed destination: bytes in,
  * arrays of `Routed` out, what `parse` then `keyBy` would emit, except that
- * each chunk's regular stretch of lines comes as one entry (`Routed.events`
- * counts the lines; see `LineSplitter.pushPacked`). `s3Sink` uses it in
+ * each chunk's regular stretch of lines comes as one entry, copied out of
+ * the chunk in one go (`Routed.events` counts the lines; see
+ * `LineSplitter.pushPacked`). `s3Sink` uses it in
  * their place when no line can go elsewhere (lines mode, a `bucket`, no
  * prefix template, no `time`): no object per line. Lines outside such a
  * stretch (the one carried over from the chunk before, every line of a
@@ -68,8 +69,15 @@ export class LineGroups extends Transform {
     }
     const groups: Routed[] = [];
     if (entries.length > 0) groups.push({ destination: this.#destination, lines: entries, bytes, acks: null });
-    // The stretch in a group of its own: `join` takes it as it lies, with no copy.
-    if (packed !== null) groups.push({ destination: this.#destination, lines: [packed], bytes: packed.length + 1, acks: null, events: packedLines });
+    if (packed !== null) {
+      // Copied once, with its last \n (which `join` then takes as it lies, with no second copy): the chunk
+      // is the writer's, who may fill it again once the write has called back, and a view of a few bytes
+      // would keep all of a large chunk alive, outside the budget, for as long as its batch is open.
+      const framed = Buffer.allocUnsafe(packed.length + 1);
+      packed.copy(framed);
+      framed[packed.length] = 10;
+      groups.push({ destination: this.#destination, lines: [framed.subarray(0, packed.length)], bytes: framed.length, acks: null, events: packedLines });
+    }
     if (groups.length > 0) this.push(groups);
   }
 }
