@@ -51,17 +51,8 @@ export class LineSplitter {
   /** The complete lines in `chunk` (with what was carried before it). */
   push(chunk: Buffer): Split {
     const out: Split = { lines: [], oversized: [] };
-    let start = 0;
-    if (this.#carryBytes > 0 || this.#skipping) {
-      const nl = chunk.indexOf(LF);
-      if (nl === -1) {
-        this.#extend(chunk);
-        return out;
-      }
-      this.#extend(chunk.subarray(0, nl));
-      this.#endCarried(out);
-      start = nl + 1;
-    }
+    let start = this.#endCarriedIn(chunk, out);
+    if (start === -1) return out;
     for (let nl = chunk.indexOf(LF, start); nl !== -1; nl = chunk.indexOf(LF, start)) {
       this.#emit(chunk.subarray(start, nl), out);
       start = nl + 1;
@@ -81,17 +72,8 @@ export class LineSplitter {
    */
   pushPacked(chunk: Buffer): Packed {
     const out: Packed = { lines: [], oversized: [], packed: null, packedLines: 0 };
-    let start = 0;
-    if (this.#carryBytes > 0 || this.#skipping) {
-      const nl = chunk.indexOf(LF);
-      if (nl === -1) {
-        this.#extend(chunk);
-        return out;
-      }
-      this.#extend(chunk.subarray(0, nl));
-      this.#endCarried(out);
-      start = nl + 1;
-    }
+    let start = this.#endCarriedIn(chunk, out);
+    if (start === -1) return out;
     const last = chunk.lastIndexOf(LF);
     if (last >= start) {
       const count = regularLines(chunk, start, last, this.maxLineBytes);
@@ -108,6 +90,23 @@ export class LineSplitter {
     }
     if (start < chunk.length) this.#extend(chunk.subarray(start));
     return out;
+  }
+
+  /**
+   * Ends the line carried from before with `chunk`'s first line break, into
+   * `out`: where the chunk's own lines start (0 when nothing was carried), or
+   * -1 when all of `chunk` went to the carried line.
+   */
+  #endCarriedIn(chunk: Buffer, out: Split): number {
+    if (this.#carryBytes === 0 && !this.#skipping) return 0;
+    const nl = chunk.indexOf(LF);
+    if (nl === -1) {
+      this.#extend(chunk);
+      return -1;
+    }
+    this.#extend(chunk.subarray(0, nl));
+    this.#endCarried(out);
+    return nl + 1;
   }
 
   /** The last line, when the input did not end with a line break. */
