@@ -76,7 +76,9 @@ test('the stages compose with core pipeline alone, the context carrying the rece
 test('lineGroups hands join stretches of lines copied out of the chunk in one go, which join passes on with no second copy; other lines are joined, framed the same', async (t) => {
   const ctx = sinkContext({ bucket: 'bucket', prefix: 'p/', input: 'lines', clock: fixedClock(), s3: env.s3.s3Config });
   t.teardown(() => ctx.dispose());
-  const read = Buffer.from('carried\nline one\nline two\n');
+  // A chunk in memory of its own (not a slice of Node's shared pool, where the copies could land too).
+  const bytes = new TextEncoder().encode('carried\nline one\nline two\n');
+  const read = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   const collect = async (source: AsyncIterable<({ data: Buffer; events?: number } | { end: true })[]>) => {
     for await (const pieces of source) for (const piece of pieces) if ('data' in piece) out.push(piece);
   };
