@@ -13,6 +13,20 @@ function splitAll(chunks: (string | Buffer)[], max = 1024) {
   return { lines: lines.map((l) => l.toString('utf8')), raw: lines, oversized };
 }
 
+/** Up to `most` of `pieces` at random, as text and cut into chunks of 1 to `chunkMax` bytes. */
+function randomInput(random: () => number, pieces: string[], most: number, chunkMax: number): { text: string; chunks: Buffer[] } {
+  let text = '';
+  for (let n = Math.floor(random() * most); n > 0; n--) text += pieces[Math.floor(random() * pieces.length)];
+  const bytes = Buffer.from(text);
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < bytes.length; ) {
+    const size = 1 + Math.floor(random() * chunkMax);
+    chunks.push(bytes.subarray(at, at + size));
+    at += size;
+  }
+  return { text, chunks };
+}
+
 test('four lines on three writes', (t) => {
   t.deepEqual(splitAll(['hello\nwor', 'ld\nfoo\nb', 'ar\n']).lines, ['hello', 'world', 'foo', 'bar']);
 });
@@ -63,15 +77,7 @@ test('LineCounter counts what LineSplitter returns or reports as oversized, at e
   const random = prng(12);
   const pieces = ['a', 'bc', '\n', '\r', '\r\n', '\n\n', 'x'.repeat(40), '\u00e9', ''];
   for (let round = 0; round < 500; round++) {
-    let text = '';
-    for (let n = Math.floor(random() * 30); n > 0; n--) text += pieces[Math.floor(random() * pieces.length)];
-    const bytes = Buffer.from(text);
-    const chunks: Buffer[] = [];
-    for (let at = 0; at < bytes.length; ) {
-      const size = 1 + Math.floor(random() * 8);
-      chunks.push(bytes.subarray(at, at + size));
-      at += size;
-    }
+    const { text, chunks } = randomInput(random, pieces, 30, 8);
     const { lines, oversized } = splitAll(chunks, 30);
     const counter = new LineCounter();
     for (const chunk of chunks) counter.push(chunk);
@@ -92,15 +98,7 @@ test('pushPacked gives the bytes, events and reports that push gives, at every c
   const pieces = ['a', 'bc', '\n', '\r', '\r\n', '\n\n', 'x'.repeat(40), '\u00e9', '', 'line\n', 'ok\nok\nok\n'];
   let packedSeen = 0;
   for (let round = 0; round < 800; round++) {
-    let text = '';
-    for (let n = Math.floor(random() * 40); n > 0; n--) text += pieces[Math.floor(random() * pieces.length)];
-    const bytes = Buffer.from(text);
-    const chunks: Buffer[] = [];
-    for (let at = 0; at < bytes.length; ) {
-      const size = 1 + Math.floor(random() * 24);
-      chunks.push(bytes.subarray(at, at + size));
-      at += size;
-    }
+    const { text, chunks } = randomInput(random, pieces, 40, 24);
     const { raw, oversized } = splitAll(chunks, 30);
     const splitter = new LineSplitter(30);
     const framed: Buffer[] = [];
