@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Batch, BytesPiece, End } from '../batch.js';
+import { GrowingBlocks } from '../blocks.js';
 import { whenWritable } from '../streams.js';
 import type { SinkContext } from '../context.js';
 import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceEnd, pieceOptions, takeFront } from '../gzipPieces.js';
@@ -16,8 +17,9 @@ import { gzipBound } from '../options.js';
  * different batches compress in parallel:
  * - a batch that `window` marked `streaming` gets a gzip stream of its own, fed
  *   as its bytes arrive, so its parts can go to S3 while its window is open;
- * - a smaller batch is held as it is and compressed in one `zlib.gzip` call
- *   when it ends (a few such calls at a time);
+ * - a smaller batch is held (its pieces copied together into a few blocks,
+ *   see blocks.ts) and compressed in one `zlib.gzip` call when it ends (a few
+ *   such calls at a time);
  * - with `parallelGzip` (the default), a streaming batch is instead cut into
  *   pieces of `MEMBER_BYTES`, compressed by several threads at once (each
  *   primed with the 32 KiB before it) and written in order as ONE gzip member
@@ -75,6 +77,8 @@ interface State {
   acks: unknown[] | null;
   pending: Buffer[];
   pendingBytes: number;
+  /** Pieces of a batch that does not stream are copied into `pending` through these (see blocks.ts). */
+  blocks: GrowingBlocks;
   /** Its end came; compression is finishing. */
   ended: boolean;
   /** Streaming: its gzip stream. */
@@ -135,7 +139,12 @@ export class Gzip extends Duplex {
         state.acks ??= [];
         for (const ack of piece.acks) state.acks.push(ack);
       }
-      state.pending.push(piece.data);
+      if (piece.batch.streaming) {
+        state.blocks.reset();
+        state.pending.push(piece.data);
+      } else {
+        state.blocks.append(state.pending, piece.data, state.pendingBytes);
+      }
       state.pendingBytes += piece.data.length;
       if (state.compacted !== null) {
         // Compacted once: it goes on in members, whether or not it has grown into a streaming batch.
@@ -196,7 +205,7 @@ export class Gzip extends Duplex {
   #state(batch: Batch): State {
     let state = this.#states.get(batch.key);
     if (!state) {
-      state = { batch, acks: null, pending: [], pendingBytes: 0, ended: false, stream: null, consumed: 0, credit: 0, members: null, compacted: null, queued: 0 };
+      state = { batch, acks: null, pending: [], pendingBytes: 0, blocks: new GrowingBlocks(), ended: false, stream: null, consumed: 0, credit: 0, members: null, compacted: null, queued: 0 };
       this.#states.set(batch.key, state);
     }
     return state;
@@ -206,6 +215,7 @@ export class Gzip extends Duplex {
     const data = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
     state.pending = [];
     state.pendingBytes = 0;
+    state.blocks.reset();
     return data;
   }
 
@@ -246,6 +256,7 @@ export class Gzip extends Duplex {
    */
   #cutPieces(state: State, all: boolean): void {
     const pending = state.pending;
+    state.blocks.reset();
     for (let end = pieceEnd(pending, state.pendingBytes, MEMBER_BYTES, all); end > 0; end = pieceEnd(pending, state.pendingBytes, MEMBER_BYTES, all)) {
       // Copied out of the lines into a buffer used again (a longer piece, one line past MEMBER_BYTES, gets its own).
       const raw = takeFront(pending, end, end <= MEMBER_BYTES ? this.#pieceBuffers.take() : Buffer.allocUnsafeSlow(end));
