@@ -13,42 +13,56 @@
  * batch holds a handful of Buffers, the pieces die young, and the same run
  * peaks at about 240 MiB.
  *
- * The pieces land in the caller's list: its last entry is a view of the
- * current block, with everything appended to that block so far. A piece
- * fills what room the current block has left and goes on in the next one:
- * the room not yet used is in the last block only.
+ * A piece fills what room the current block has left and goes on in the
+ * next one: the room not yet used is in the last block only. Appending makes
+ * no Buffer of its own (a view per piece cost as much as the copy): `take`
+ * gives the blocks.
  */
 export class GrowingBlocks {
+  /** Blocks already full, in order. */
+  #full: Buffer[] = [];
   #block: Buffer | null = null;
   #used = 0;
+  #held = 0;
 
-  /** Appends a copy of `data` to `list`, which holds `held` bytes already. */
-  append(list: Buffer[], data: Uint8Array, held: number): void {
+  /** Bytes appended since the last `take`. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** Appends a copy of `data`. */
+  append(data: Uint8Array): void {
     const n = data.length;
     if (n === 0) return;
     let at = 0;
-    const current = list.length > 0 ? this.#block : null;
+    const current = this.#block;
     if (current !== null) {
       // What fits goes at the end of the current block, so that no room is left behind unused.
       at = Math.min(n, current.length - this.#used);
       if (at > 0) {
         current.set(at === n ? data : data.subarray(0, at), this.#used);
         this.#used += at;
-        list[list.length - 1] = current.subarray(0, this.#used);
       }
     }
-    if (at === n) return;
-    const block = Buffer.allocUnsafeSlow(Math.max(n - at, Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, held + at))));
-    block.set(at === 0 ? data : data.subarray(at), 0);
-    this.#block = block;
-    this.#used = n - at;
-    list.push(block.subarray(0, this.#used));
+    if (at < n) {
+      if (current !== null) this.#full.push(current);
+      const block = Buffer.allocUnsafeSlow(Math.max(n - at, Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, this.#held + at))));
+      block.set(at === 0 ? data : data.subarray(at), 0);
+      this.#block = block;
+      this.#used = n - at;
+    }
+    this.#held += n;
   }
 
-  /** The list was taken or cut: the next append starts a block of its own. */
-  reset(): void {
+  /** What was appended, in order (full blocks, then the used part of the last); the next append starts a block of its own. */
+  take(): Buffer[] {
+    const list = this.#full;
+    if (this.#block !== null && this.#used > 0) list.push(this.#block.subarray(0, this.#used));
+    this.#full = [];
     this.#block = null;
     this.#used = 0;
+    this.#held = 0;
+    return list;
   }
 }
 
@@ -56,5 +70,3 @@ export class GrowingBlocks {
 export const MIN_BLOCK = 1024;
 /** The largest block: past it a batch's blocks add up one by one. */
 export const MAX_BLOCK = 64 * 1024;
-
-const EMPTY = Buffer.alloc(0);

@@ -77,7 +77,7 @@ interface State {
   acks: unknown[] | null;
   pending: Buffer[];
   pendingBytes: number;
-  /** Pieces of a batch that does not stream are copied into `pending` through these (see blocks.ts). */
+  /** The pieces of a batch that does not stream (yet), copied (see blocks.ts): they come before `pending`. */
   blocks: GrowingBlocks;
   /** Its end came; compression is finishing. */
   ended: boolean;
@@ -140,10 +140,10 @@ export class Gzip extends Duplex {
         for (const ack of piece.acks) state.acks.push(ack);
       }
       if (piece.batch.streaming) {
-        state.blocks.reset();
+        this.#unblock(state);
         state.pending.push(piece.data);
       } else {
-        state.blocks.append(state.pending, piece.data, state.pendingBytes);
+        state.blocks.append(piece.data);
       }
       state.pendingBytes += piece.data.length;
       if (state.compacted !== null) {
@@ -212,11 +212,19 @@ export class Gzip extends Duplex {
   }
 
   #takePending(state: State): Buffer {
+    this.#unblock(state);
     const data = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
     state.pending = [];
     state.pendingBytes = 0;
-    state.blocks.reset();
     return data;
+  }
+
+  /** The batch's copied pieces go to the front of `pending`. */
+  #unblock(state: State): void {
+    if (state.blocks.held === 0) return;
+    const copied = state.blocks.take();
+    for (const data of state.pending) copied.push(data);
+    state.pending = copied;
   }
 
   #startStream(state: State): void {
@@ -255,8 +263,8 @@ export class Gzip extends Duplex {
    * spool makes the same pieces, and the same object.
    */
   #cutPieces(state: State, all: boolean): void {
+    this.#unblock(state);
     const pending = state.pending;
-    state.blocks.reset();
     for (let end = pieceEnd(pending, state.pendingBytes, MEMBER_BYTES, all); end > 0; end = pieceEnd(pending, state.pendingBytes, MEMBER_BYTES, all)) {
       // Copied out of the lines into a buffer used again (a longer piece, one line past MEMBER_BYTES, gets its own).
       const raw = takeFront(pending, end, end <= MEMBER_BYTES ? this.#pieceBuffers.take() : Buffer.allocUnsafeSlow(end));
