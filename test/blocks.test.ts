@@ -1,5 +1,5 @@
 import test from 'ava';
-import { GrowingBlocks, MAX_BLOCK } from '../lib/blocks.js';
+import { BlockPool, GrowingBlocks, MAX_BLOCK } from '../lib/blocks.js';
 
 /** A deterministic stream of piece lengths, mostly small, some past MAX_BLOCK. */
 function* lengths(seed: number, count: number): Generator<number> {
@@ -49,4 +49,46 @@ test('after take the next piece starts a block of its own, and what was taken ke
   t.is(Buffer.concat(second).toString(), 'xyz\n');
   t.not(second[0]?.buffer, first[0]?.buffer);
   t.deepEqual(blocks.take(), []);
+});
+
+test('a pool hands back the blocks given to it, only its own, whole, and keeps at most maxFree bytes of them', (t) => {
+  const pool = new BlockPool(4 * 1024);
+  const a = pool.take(2048);
+  const b = pool.take(2048);
+  t.is(a.length, 2048);
+  pool.give(a.subarray(0, 100)); // the used part of a block: the whole block goes back
+  t.is(pool.freeBytes, 2048);
+  pool.give(Buffer.allocUnsafeSlow(2048)); // not one of its own: never kept
+  pool.give(b.subarray(1)); // not from its start: not kept
+  t.is(pool.freeBytes, 2048);
+  const again = pool.take(2048);
+  t.is(again.buffer, a.buffer);
+  t.is(again.length, 2048);
+  t.is(pool.freeBytes, 0);
+  pool.give(again);
+  pool.give(b);
+  pool.give(pool.take(1024)); // past maxFree (4 KiB): let go
+  t.is(pool.freeBytes, 4096);
+  pool.clear();
+  t.is(pool.freeBytes, 0);
+  t.not(pool.take(2048).buffer, a.buffer);
+});
+
+test('blocks from a pool: the same bytes, and blocks given back after a take are used by the next batch', (t) => {
+  const pool = new BlockPool(1024 * 1024);
+  const first = new GrowingBlocks(pool);
+  for (let i = 0; i < 300; i++) first.append(Buffer.alloc(100, i));
+  const list = first.take();
+  const memories = new Set(list.map((b) => b.buffer));
+  t.true(list.every((b) => b.buffer.byteLength === 2 ** Math.round(Math.log2(b.buffer.byteLength))), 'block sizes are powers of two');
+  const copy = Buffer.concat(list);
+  for (const block of list) pool.give(block);
+  const second = new GrowingBlocks(pool);
+  for (let i = 0; i < 300; i++) second.append(Buffer.alloc(100, 7));
+  const next = second.take();
+  t.true(next.some((b) => memories.has(b.buffer)));
+  t.true(Buffer.concat(next).equals(Buffer.alloc(30000, 7)));
+  t.is(copy.length, 30000);
+  t.is(copy[0], 0);
+  t.is(copy[29999], 299 % 256);
 });

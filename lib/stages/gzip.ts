@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Batch, BytesPiece, End } from '../batch.js';
-import { GrowingBlocks } from '../blocks.js';
+import { BlockPool, GrowingBlocks } from '../blocks.js';
 import { whenWritable } from '../streams.js';
 import type { SinkContext } from '../context.js';
 import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceEnd, pieceOptions, takeFront } from '../gzipPieces.js';
@@ -59,6 +59,8 @@ const IN_DEFLATE = CHUNK;
 export const COMPACT_MIN_BYTES = 4 * 1024;
 /** A compacted batch that keeps growing is compressed into a piece each time it holds this much. */
 const COMPACT_MEMBER_BYTES = MEMBER_BYTES;
+/** Blocks kept for the next small batches (see blocks.ts), at most: this, or an eighth of the budget. */
+const FREE_BLOCK_BYTES = 8 * 1024 * 1024;
 
 /** The pieces of a batch compressed apart (see gzipPieces.ts): one gzip member. */
 interface Members {
@@ -118,11 +120,14 @@ export class Gzip extends Duplex {
   readonly #resumeWaiters: (() => void)[] = [];
   /** The buffers pieces are copied into, used again once compressed: one per slot, and one being filled. */
   readonly #pieceBuffers: PartPool;
+  /** The blocks small batches' pieces are copied into, used again once their bytes were copied out or compressed. */
+  readonly #blockPool: BlockPool;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 8 });
     this.#ctx = ctx;
     this.#pieceBuffers = new PartPool(MEMBER_BYTES, (ctx.pieces?.slots ?? 0) + 1);
+    this.#blockPool = new BlockPool(Math.min(FREE_BLOCK_BYTES, ctx.options.maxBufferedBytes / 8));
     if (ctx.spool === null) ctx.ledger.compactor = (need) => this.#compact(need);
   }
 
@@ -205,7 +210,7 @@ export class Gzip extends Duplex {
   #state(batch: Batch): State {
     let state = this.#states.get(batch.key);
     if (!state) {
-      state = { batch, acks: null, pending: [], pendingBytes: 0, blocks: new GrowingBlocks(), ended: false, stream: null, consumed: 0, credit: 0, members: null, compacted: null, queued: 0 };
+      state = { batch, acks: null, pending: [], pendingBytes: 0, blocks: new GrowingBlocks(this.#blockPool), ended: false, stream: null, consumed: 0, credit: 0, members: null, compacted: null, queued: 0 };
       this.#states.set(batch.key, state);
     }
     return state;
@@ -213,7 +218,10 @@ export class Gzip extends Duplex {
 
   #takePending(state: State): Buffer {
     this.#unblock(state);
-    const data = state.pending.length === 1 ? (state.pending[0] as Buffer) : Buffer.concat(state.pending, state.pendingBytes);
+    const pending = state.pending;
+    const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, state.pendingBytes);
+    // Copied out: the blocks among them can be used again.
+    if (pending.length > 1) for (const copied of pending) this.#blockPool.give(copied);
     state.pending = [];
     state.pendingBytes = 0;
     return data;
@@ -394,6 +402,7 @@ export class Gzip extends Duplex {
         this.#oneShots += 1;
         zlib.gzip(raw, this.#oneShotOptions(raw), (err, compressed) => {
           this.#oneShots -= 1;
+          this.#blockPool.give(raw); // compressed: a block can be used again
           state.queued -= 1;
           if (this.destroyed) return;
           if (err) {
@@ -418,6 +427,7 @@ export class Gzip extends Duplex {
       compacted.sum.add(raw);
       zlib.deflateRaw(raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw).chunkSize), (err, compressed) => {
         this.#oneShots -= 1;
+        this.#blockPool.give(raw);
         state.queued -= 1;
         this.#compacting -= expected;
         if (this.destroyed) return;
@@ -458,7 +468,10 @@ export class Gzip extends Duplex {
   #finish(state: State): void {
     this.#states.delete(state.batch.key);
     // Nothing compresses in pieces now: the kept piece buffers go (a quiet sink holds none).
-    if (this.#states.size === 0) this.#pieceBuffers.clear();
+    if (this.#states.size === 0) {
+      this.#pieceBuffers.clear();
+      this.#blockPool.clear();
+    }
     this.push(state.acks ? { batch: state.batch, end: true, acks: state.acks } : { batch: state.batch, end: true });
     this.#maybeFinished();
   }
