@@ -75,8 +75,12 @@ export class GrowingBlocks {
   }
 }
 
-/** The first block of a batch; a batch of a few short lines costs no more than this beyond its bytes. */
-export const MIN_BLOCK = 1024;
+/**
+ * The first block of a batch; a batch of a few short lines costs no more than
+ * this beyond its bytes. Every open small batch has one: at 1 KiB, 50 000
+ * batches of one short line each held 54 MB of blocks for 2.6 MB of lines.
+ */
+export const MIN_BLOCK = 128;
 /** The largest block: past it a batch's blocks add up one by one. */
 export const MAX_BLOCK = 64 * 1024;
 
