@@ -1,27 +1,28 @@
 /**
- * The small pieces of one batch, copied one after the other into blocks that
- * grow with what the batch holds: powers of two from MIN_BLOCK, each at least
- * as large as all it held before (so the room not yet used is at most twice
- * what it holds, or MIN_BLOCK), up to MAX_BLOCK.
+ * The pieces of one small batch: kept as they came while it holds at most
+ * KEEP_BYTES, then all copied one after the other into blocks that grow with what the batch
+ * holds: powers of two from MIN_BLOCK, each at least as large as all it held
+ * before (so the room not yet used is at most twice what it holds), up to
+ * MAX_BLOCK.
  *
  * Why: at a wide fan-out a chunk of input brings a few lines to each of
  * hundreds of batches, so each batch gets a piece of a few hundred bytes per
  * chunk (`join`'s copy, cut from Node's shared 8 KiB pool). Kept as they
  * came, a 64 MiB budget held by 1 000 small batches was about 800 000
  * Buffers, each an object with its own bookkeeping, pinning pool slabs that
- * other batches' pieces shared: peak RSS 372 MiB. Copied into blocks, the
- * batch holds a handful of Buffers, the pieces die young, and the same run
- * peaks at about 240 MiB.
+ * other batches' pieces shared: peak RSS 344–385 MiB. Copied into blocks,
+ * the batch holds a handful of Buffers, the pieces die young, and the same
+ * run peaks at about 260 MiB.
  *
  * A piece fills what room the current block has left and goes on in the
  * next one: the room not yet used is in the last block only. Appending makes
  * no Buffer of its own (a view per piece cost as much as the copy): `take`
- * gives the blocks. With a `BlockPool`, blocks come from it, and whoever
- * took them gives them back once nothing reads them.
+ * gives the pieces and blocks. With a `BlockPool`, blocks come from it, and
+ * whoever took them gives them back once nothing reads them.
  */
 export class GrowingBlocks {
   readonly #pool: BlockPool | null;
-  /** Blocks already full, in order. */
+  /** What came before the current block, in order: pieces kept as they came (while there is no block), or full blocks. */
   #full: Buffer[] = [];
   #block: Buffer | null = null;
   #used = 0;
@@ -36,10 +37,30 @@ export class GrowingBlocks {
     return this.#held;
   }
 
-  /** Appends a copy of `data`. */
-  append(data: Uint8Array): void {
+  /** Appends `data`: kept as it is while the batch holds at most KEEP_BYTES, copied after that (the caller does not change it again). */
+  append(data: Buffer): void {
     const n = data.length;
     if (n === 0) return;
+    if (this.#block === null) {
+      // No block yet: all it holds (at most KEEP_BYTES) is pieces kept as they came.
+      if (this.#held + n <= KEEP_BYTES) {
+        this.#full.push(data);
+        this.#held += n;
+        return;
+      }
+      if (this.#held > 0) {
+        // Past KEEP_BYTES: the pieces kept so far go into the first block too, so that they keep no pool slab alive.
+        const first = this.#newBlock(Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, this.#held + n)));
+        let at = 0;
+        for (const kept of this.#full) {
+          first.set(kept, at);
+          at += kept.length;
+        }
+        this.#full = [];
+        this.#block = first;
+        this.#used = at;
+      }
+    }
     let at = 0;
     const current = this.#block;
     if (current !== null) {
@@ -52,10 +73,7 @@ export class GrowingBlocks {
     }
     if (at < n) {
       if (current !== null) this.#full.push(current);
-      const want = Math.max(n - at, Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, this.#held + at)));
-      // Longer than MAX_BLOCK: the rest of one long piece, in a block of its own (never pooled).
-      const size = want > MAX_BLOCK ? want : 2 ** Math.ceil(Math.log2(want));
-      const block = want > MAX_BLOCK ? Buffer.allocUnsafeSlow(size) : this.#pool !== null ? this.#pool.take(size) : Buffer.allocUnsafeSlow(size);
+      const block = this.#newBlock(Math.max(n - at, Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, this.#held + at))));
       block.set(at === 0 ? data : data.subarray(at), 0);
       this.#block = block;
       this.#used = n - at;
@@ -73,14 +91,26 @@ export class GrowingBlocks {
     this.#held = 0;
     return list;
   }
+
+  /** A block of at least `want` bytes: a power of two from the pool, or past MAX_BLOCK (the rest of one long piece) one of its own, never pooled. */
+  #newBlock(want: number): Buffer {
+    if (want > MAX_BLOCK) return Buffer.allocUnsafeSlow(want);
+    const size = 2 ** Math.ceil(Math.log2(want));
+    return this.#pool !== null ? this.#pool.take(size) : Buffer.allocUnsafeSlow(size);
+  }
 }
 
 /**
- * The first block of a batch; a batch of a few short lines costs no more than
- * this beyond its bytes. Every open small batch has one: at 1 KiB, 50 000
- * batches of one short line each held 54 MB of blocks for 2.6 MB of lines.
+ * A batch keeps its pieces as they came (cut from Node's shared pool) until it
+ * holds more than this: most batches at a very wide fan-out never do, and a
+ * block each would cost them more than their bytes. With a first block of
+ * 1 KiB for every batch, 50 000 batches of one short line each held 54 MB of
+ * blocks for 2.6 MB of lines; with blocks from 128 bytes, 10 000 batches of
+ * about 2 KiB each peaked 35–40 MiB above keeping their pieces.
  */
-export const MIN_BLOCK = 128;
+export const KEEP_BYTES = 4 * 1024;
+/** The first block of a batch (one that holds more than KEEP_BYTES). */
+export const MIN_BLOCK = 8 * 1024;
 /** The largest block: past it a batch's blocks add up one by one. */
 export const MAX_BLOCK = 64 * 1024;
 
