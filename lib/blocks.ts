@@ -1,9 +1,9 @@
 /**
  * The pieces of one small batch: kept as they came while it holds at most
- * KEEP_BYTES, then all copied one after the other into blocks that grow with what the batch
- * holds: powers of two from MIN_BLOCK, each at least as large as all it held
- * before (so the room not yet used is at most twice what it holds), up to
- * MAX_BLOCK.
+ * KEEP_BYTES, then all copied one after the other into blocks that grow with
+ * what the batch holds: powers of two from MIN_BLOCK, each at least as large
+ * as all it held before (so the room not yet used is at most twice what it
+ * holds), up to MAX_BLOCK.
  *
  * Why: at a wide fan-out a chunk of input brings a few lines to each of
  * hundreds of batches, so each batch gets a piece of a few hundred bytes per
