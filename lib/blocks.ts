@@ -1,3 +1,5 @@
+import { takeFront } from './gzipPieces.js';
+
 /**
  * The pieces of one small batch: kept as they came while it holds at most
  * KEEP_BYTES, then all copied one after the other into blocks that grow with
@@ -51,14 +53,9 @@ export class GrowingBlocks {
       if (this.#held > 0) {
         // Past KEEP_BYTES: the pieces kept so far go into the first block too, so that they keep no pool slab alive.
         const first = this.#newBlock(Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, this.#held + n)));
-        let at = 0;
-        for (const kept of this.#full) {
-          first.set(kept, at);
-          at += kept.length;
-        }
-        this.#full = [];
+        takeFront(this.#full, this.#held, first); // leaves #full empty
         this.#block = first;
-        this.#used = at;
+        this.#used = this.#held;
       }
     }
     let at = 0;
