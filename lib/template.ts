@@ -83,10 +83,33 @@ export function compileTemplate(source: string): PrefixTemplate | null {
   if (ownProblem !== null) throw new Error(`its text outside the placeholders ${ownProblem}`);
   const reader = fieldReader(fields);
   const none: Fields = [];
+  /**
+   * The prefix of a template of one `{field}` follows from the field's text
+   * alone, so what each text fills (and whether that passes the prefix rule)
+   * is worked out once per text, not for every event (building the prefix
+   * and running the prefix rule's regular expression on it). Bounded as the
+   * router's own caches are.
+   */
+  const byText = slots.length === 1 && typeof slots[0] === 'number' ? new Map<string, Filled>() : null;
+  const checked = (prefix: string): Filled => {
+    const problem = prefixProblem(prefix);
+    return problem === null ? { prefix } : { miss: `filled prefix ${JSON.stringify(prefix.length > 60 ? `${prefix.slice(0, 60)}…` : prefix)} ${problem}` };
+  };
   const fillFromFields = (values: Fields, metaValues?: MetaValues): Filled => {
     if (fields.length > 0) {
       if (values === NOT_JSON) return NOT_JSON_MISS;
       if (values === NOT_AN_OBJECT) return NOT_OBJECT_MISS;
+    }
+    if (byText !== null) {
+      const text = valueText((values as readonly unknown[])[0]);
+      if (typeof text !== 'string') return { miss: `field ${(fields[0] as string[]).join('.')} ${text.miss}` };
+      let filled = byText.get(text);
+      if (filled === undefined) {
+        if (byText.size >= MEMO_LIMIT) byText.clear();
+        filled = Object.freeze(checked((literals[0] as string) + text + tail));
+        byText.set(text, filled);
+      }
+      return filled;
     }
     let prefix = '';
     for (let i = 0; i < slots.length; i++) {
@@ -101,9 +124,7 @@ export function compileTemplate(source: string): PrefixTemplate | null {
       }
       prefix += (literals[i] as string) + text;
     }
-    prefix += tail;
-    const problem = prefixProblem(prefix);
-    return problem === null ? { prefix } : { miss: `filled prefix ${JSON.stringify(prefix.length > 60 ? `${prefix.slice(0, 60)}…` : prefix)} ${problem}` };
+    return checked(prefix + tail);
   };
   // A template of `{kafka:...}` placeholders only reads nothing of the event (which need not be JSON).
   return {
@@ -116,6 +137,9 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     fillFromFields,
   };
 }
+
+/** Texts whose filled prefix a one-field template keeps (then it starts over), as many as the router keeps prefixes. */
+const MEMO_LIMIT = 4096;
 
 const NOT_JSON_MISS = Object.freeze({ miss: 'event is not JSON' });
 const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });

@@ -66,3 +66,25 @@ test('{kafka:...} placeholders take the values a Kafka worker gives (key, topic,
   t.deepEqual(only?.fillFromPayload('not json', () => 'k1'), { prefix: 'by-key/k1/' });
   t.throws(() => compileTemplate('x/{kafka:offset}/'), { message: /placeholder \{kafka:offset\} is not a field name.*\{kafka:key\}/ });
 });
+
+test('a one-field template gives the same answer for a value seen before, past its cache of 4 096 values, and its answers cannot be changed', (t) => {
+  const template = compileTemplate('app/{service}/');
+  const fill = (value: unknown) => template?.fillFromJson(Buffer.from(JSON.stringify({ service: value })));
+  t.deepEqual(fill('api'), { prefix: 'app/api/' });
+  t.deepEqual(fill('api'), { prefix: 'app/api/' });
+  t.deepEqual(fill('..'), { miss: 'filled prefix "app/../" has a ".." segment' });
+  t.deepEqual(fill('..'), { miss: 'filled prefix "app/../" has a ".." segment' });
+  // The number 7 and the string "7" fill the same prefix; null and "" never fill one.
+  t.deepEqual(fill(7), { prefix: 'app/7/' });
+  t.deepEqual(fill('7'), { prefix: 'app/7/' });
+  t.deepEqual(fill(null), { miss: 'field service is null, not a string' });
+  t.deepEqual(fill(''), { miss: 'field service is empty' });
+  for (let i = 0; i < 10_000; i++) t.is((fill(`s${i}`) as { prefix: string }).prefix, `app/s${i}/`);
+  t.deepEqual(fill('api'), { prefix: 'app/api/' });
+  t.deepEqual(fill('a\u0001'), { miss: 'filled prefix "app/a\\u0001/" contains a control character (U+0001)' });
+  const answer = fill('api') as { prefix: string };
+  t.throws(() => {
+    answer.prefix = 'elsewhere/';
+  });
+  t.deepEqual(fill('api'), { prefix: 'app/api/' });
+});
