@@ -103,6 +103,8 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     if (byText !== null) {
       const text = valueText((values as readonly unknown[])[0]);
       if (typeof text !== 'string') return { miss: `field ${(fields[0] as string[]).join('.')} ${text.miss}` };
+      // A long value is not kept: a cache of such keys would hold up to MEMO_LIMIT lines' worth of them.
+      if (text.length > MEMO_TEXT_CHARS) return checked((literals[0] as string) + text + tail);
       let filled = byText.get(text);
       if (filled === undefined) {
         if (byText.size >= MEMO_LIMIT) byText.clear();
@@ -140,6 +142,8 @@ export function compileTemplate(source: string): PrefixTemplate | null {
 
 /** Texts whose filled prefix a one-field template keeps (then it starts over), as many as the router keeps prefixes. */
 const MEMO_LIMIT = 4096;
+/** The longest value text kept (UTF-16 units): the cache then holds at most about 2 MiB of keys, 4 MiB with their prefixes. */
+const MEMO_TEXT_CHARS = 256;
 
 const NOT_JSON_MISS = Object.freeze({ miss: 'event is not JSON' });
 const NOT_OBJECT_MISS = Object.freeze({ miss: 'event is not a JSON object' });

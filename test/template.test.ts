@@ -67,7 +67,7 @@ test('{kafka:...} placeholders take the values a Kafka worker gives (key, topic,
   t.throws(() => compileTemplate('x/{kafka:offset}/'), { message: /placeholder \{kafka:offset\} is not a field name.*\{kafka:key\}/ });
 });
 
-test('a one-field template gives the same answer for a value seen before, past its cache of 4 096 values, and its answers cannot be changed', (t) => {
+test('a one-field template gives the same answer for a value seen before, past its cache of 4 096 values and for long values it does not keep, and its answers cannot be changed', (t) => {
   const template = compileTemplate('app/{service}/');
   const fill = (value: unknown) => template?.fillFromJson(Buffer.from(JSON.stringify({ service: value })));
   t.deepEqual(fill('api'), { prefix: 'app/api/' });
@@ -81,6 +81,12 @@ test('a one-field template gives the same answer for a value seen before, past i
   t.deepEqual(fill(''), { miss: 'field service is empty' });
   for (let i = 0; i < 10_000; i++) t.is((fill(`s${i}`) as { prefix: string }).prefix, `app/s${i}/`);
   t.deepEqual(fill('api'), { prefix: 'app/api/' });
+  // Long values (not kept by the cache) fill the same, twice: one that fits a prefix, one too long, one that is only slashes.
+  t.deepEqual(fill('v'.repeat(300)), { prefix: `app/${'v'.repeat(300)}/` });
+  t.deepEqual(fill('v'.repeat(300)), { prefix: `app/${'v'.repeat(300)}/` });
+  t.regex((fill('w'.repeat(100_000)) as { miss: string }).miss, /is longer than 920 bytes$/);
+  t.regex((fill('w'.repeat(100_000)) as { miss: string }).miss, /is longer than 920 bytes$/);
+  t.deepEqual(fill('/'.repeat(5000)), { prefix: `app/${'/'.repeat(5000)}/` });
   t.deepEqual(fill('a\u0001'), { miss: 'filled prefix "app/a\\u0001/" contains a control character (U+0001)' });
   const answer = fill('api') as { prefix: string };
   t.throws(() => {
