@@ -221,6 +221,18 @@ export class Ledger {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
+  /**
+   * The sink is destroyed: nothing it held is buffered any more, including
+   * what no stage will settle (a batch still in `window` or `gzip`, which
+   * `upload` never saw). Later calls for those batches find no entry.
+   */
+  clear(): void {
+    this.#entries.clear();
+    this.#held = 0;
+    this.#draining = 0;
+    this.#notify();
+  }
+
   /** Resolves every `released()` promise (on destroy, so no loop waits forever). */
   wake(): void {
     this.#notify();

@@ -107,6 +107,8 @@ export class S3Sink extends Writable {
     // The uploader's destroy aborts multipart uploads; wait for it before the client goes.
     // And for the spool's writes under way: no 'durable' after 'close', and no lock freed before them.
     finished(this.#tail, () => {
+      // The stages are down: what they held is dropped, so none of it is buffered (stats().bufferedBytes).
+      this.context.ledger.clear();
       this.context.dispose().then(() => callback(cause));
     });
   }

@@ -2,6 +2,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { s3Sink } from '../lib/index.js';
 import { useLocalS3 } from './helpers/s3.js';
 import { eventually } from './helpers/wait.js';
 
@@ -30,4 +31,17 @@ test('destroy(err) cuts off a running multipart upload, aborts it, and the proce
   t.true(ops.includes('CreateMultipartUpload'));
   t.true(ops.includes('AbortMultipartUpload'), `AbortMultipartUpload was sent: ${ops.join(',')}`);
   t.false(ops.includes('CompleteMultipartUpload'));
+});
+
+test('after destroy(err), nothing counts as buffered: not even a batch that never reached the upload stage', async (t) => {
+  const sink = s3Sink({ bucket: 'bucket', prefix: 'never/', input: 'lines', s3: env.s3.s3Config });
+  const errors: string[] = [];
+  sink.on('error', (err) => errors.push(err.message));
+  sink.write('one line held by gzip until its batch ends\n');
+  await eventually(() => sink.stats().bufferedBytes > 0, 'the line to be admitted');
+  const closed = new Promise((resolve) => sink.once('close', resolve));
+  sink.destroy(new Error('stopped'));
+  await closed;
+  t.deepEqual(errors, ['stopped']);
+  t.is(sink.stats().bufferedBytes, 0);
 });
