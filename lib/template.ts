@@ -102,16 +102,16 @@ export function compileTemplate(source: string): PrefixTemplate | null {
     }
     if (byText !== null) {
       const text = valueText((values as readonly unknown[])[0]);
-      if (typeof text !== 'string') return { miss: `field ${(fields[0] as string[]).join('.')} ${text.miss}` };
-      // A long value is not kept: a cache of such keys would hold up to MEMO_LIMIT lines' worth of them.
-      if (text.length > MEMO_TEXT_CHARS) return checked((literals[0] as string) + text + tail);
-      let filled = byText.get(text);
-      if (filled === undefined) {
-        if (byText.size >= MEMO_LIMIT) byText.clear();
-        filled = Object.freeze(checked((literals[0] as string) + text + tail));
-        byText.set(text, filled);
+      // A value that fills no prefix, or a long one (a cache of such keys would hold up to MEMO_LIMIT lines' worth), goes the general way.
+      if (typeof text === 'string' && text.length <= MEMO_TEXT_CHARS) {
+        let filled = byText.get(text);
+        if (filled === undefined) {
+          if (byText.size >= MEMO_LIMIT) byText.clear();
+          filled = Object.freeze(checked((literals[0] as string) + text + tail));
+          byText.set(text, filled);
+        }
+        return filled;
       }
-      return filled;
     }
     let prefix = '';
     for (let i = 0; i < slots.length; i++) {
