@@ -73,19 +73,38 @@ test('the stages compose with core pipeline alone, the context carrying the rece
   t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['a', 'b', 'c']);
 });
 
-test('lineGroups hands join stretches of lines copied out of the chunk in one go, which join passes on with no second copy; other lines are joined, framed the same', async (t) => {
-  const ctx = sinkContext({ bucket: 'bucket', prefix: 'p/', input: 'lines', clock: fixedClock(), s3: env.s3.s3Config });
-  t.teardown(() => ctx.dispose());
-  // A chunk in memory of its own (not a slice of Node's shared pool, where the copies could land too).
-  const bytes = new TextEncoder().encode('carried\nline one\nline two\n');
-  const read = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  const collect = async (source: AsyncIterable<({ data: Buffer; events?: number } | { end: true })[]>) => {
-    for await (const pieces of source) for (const piece of pieces) if ('data' in piece) out.push(piece);
+test('lineGroups hands join a stretch of lines copied out of the chunk in one go (with keepChunks, where it lies when it is most of the chunk); join passes it on with no second copy, and joins other lines, framed the same', async (t) => {
+  /** A chunk in memory of its own (not a slice of Node's shared pool, where the copies could land too), of `room` bytes. */
+  const chunkOf = (text: string, room: number) => {
+    const memory = new Uint8Array(room);
+    memory.set(new TextEncoder().encode(text));
+    return Buffer.from(memory.buffer, 0, Buffer.byteLength(text));
   };
-  const out: { data: Buffer; events?: number }[] = [];
-  await pipeline(Readable.from([Buffer.from('start of '), read]), lineGroups(ctx), window(ctx), join(), collect);
-  t.deepEqual(out.map((p) => p.data.toString()), ['start of carried\n', 'line one\nline two\n']);
-  t.not(out[0]?.data.buffer, read.buffer, 'the carried line is joined into a buffer of its own');
-  t.not(out[1]?.data.buffer, read.buffer, 'the stretch is copied out of the chunk: the writer may fill it again, and a small stretch does not keep a large chunk alive');
-  t.deepEqual(out.map((p) => p.events), [1, 2]);
+  const run = async (keepChunks: boolean, chunks: Buffer[]) => {
+    const ctx = sinkContext({ bucket: 'bucket', prefix: 'p/', input: 'lines', keepChunks, clock: fixedClock(), s3: env.s3.s3Config });
+    t.teardown(() => ctx.dispose());
+    const out: { data: Buffer; events?: number }[] = [];
+    const collect = async (source: AsyncIterable<({ data: Buffer; events?: number } | { end: true })[]>) => {
+      for await (const pieces of source) for (const piece of pieces) if ('data' in piece) out.push(piece);
+    };
+    await pipeline(Readable.from(chunks), lineGroups(ctx), window(ctx), join(), collect);
+    t.deepEqual(out.map((p) => p.data.toString()), ['start of carried\n', 'line one\nline two\n']);
+    t.deepEqual(out.map((p) => p.events), [1, 2]);
+    t.not(out[0]?.data.buffer, chunks[1]?.buffer, 'the carried line is joined into a buffer of its own');
+    return out[1]?.data as Buffer;
+  };
+  const text = 'carried\nline one\nline two\n';
+
+  const copied = chunkOf(text, 26);
+  t.not((await run(false, [Buffer.from('start of '), copied])).buffer, copied.buffer, 'the stretch is copied out of the chunk: the writer may fill it again');
+
+  // The stretch, with its \n, is 18 of the chunk's 26 bytes: kept where it lies.
+  const kept = chunkOf(text, 26);
+  const stretch = await run(true, [Buffer.from('start of '), kept]);
+  t.is(stretch.buffer, kept.buffer, 'keepChunks: the stretch is the chunk itself, no copy');
+  t.is(stretch.byteOffset, kept.byteOffset + 'carried\n'.length);
+
+  // The same bytes in a chunk whose memory is 64 KiB: the 18 bytes are copied, so that they do not keep 64 KiB alive.
+  const inLarge = chunkOf(text, 64 * 1024);
+  t.not((await run(true, [Buffer.from('start of '), inLarge])).buffer, inLarge.buffer, 'keepChunks: a stretch under half of its chunk is copied all the same');
 });

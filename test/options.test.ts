@@ -21,6 +21,8 @@ test('defaults are filled in and the result is frozen; the caller\'s object is n
   t.is(resolved.input, 'records');
   t.true(resolved.parallelGzip, 'compressed on several cores by default');
   t.false(resolveOptions({ parallelGzip: false }).parallelGzip);
+  t.false(resolved.keepChunks, 'lines are copied out of a chunk unless the writer says it never changes one');
+  t.true(resolveOptions({ bucket: 'bucket', input: 'lines', keepChunks: true }).keepChunks);
 });
 
 test('a bad option names itself, the value and what was expected', (t) => {
@@ -45,6 +47,8 @@ test('a bad option names itself, the value and what was expected', (t) => {
   optionError(t, { maxLineBytes: 2 * 1024 * 1024, maxBufferedBytes: 1024 * 1024 }, 'maxLineBytes', /fit in the memory budget/);
   optionError(t, { maxObjectBytes: 10, maxLineBytes: 10 }, 'maxLineBytes', /fit in an object/);
   optionError(t, { clock: { now: () => 0 } }, 'clock', /setTimeout/);
+  optionError(t, { bucket: 'bucket', input: 'lines', keepChunks: 'yes' }, 'keepChunks', /got "yes", expected true or false$/);
+  optionError(t, { keepChunks: true }, 'keepChunks', /it is for input: 'lines'/);
 });
 
 test('unset, maxLineBytes shrinks to fit a small budget or object size', (t) => {

@@ -104,11 +104,14 @@ export function clientConfig(cmd: Pick<RunCommand, 'endpoint' | 'region' | 'chec
 /**
  * Delivers `input` (lines) to S3 as the flags say. Resolves with the exit
  * code: 0 delivered, 1 delivery failed; throws `UsageError` for exit 2.
+ * `input` never changes a chunk it has given (stdin, as every Node stream of
+ * a file, pipe or socket, makes a new Buffer for each): the sink keeps them
+ * (`keepChunks`) rather than copy their lines out.
  */
 export async function runSink(cmd: RunCommand, input: Readable, io: Io, overrides: S3ClientConfig = {}): Promise<RunResult> {
   let sink: S3Sink;
   try {
-    sink = s3Sink({ ...cmd.sink, s3: clientConfig(cmd, overrides) });
+    sink = s3Sink({ ...cmd.sink, keepChunks: cmd.sink.input === 'lines', s3: clientConfig(cmd, overrides) });
   } catch (err) {
     throw usageOf(err);
   }

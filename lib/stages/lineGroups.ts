@@ -9,7 +9,8 @@ import { Router } from '../route.js';
  * Stages 1 and 2 in one, for lines to one fixed destination: bytes in,
  * arrays of `Routed` out, what `parse` then `keyBy` would emit, except that
  * each chunk's regular stretch of lines comes as one entry, copied out of
- * the chunk in one go (`Routed.events` counts the lines; see
+ * the chunk in one go, or with `keepChunks` where it lies in the chunk
+ * (`framedStretch`; `Routed.events` counts the lines; see
  * `LineSplitter.pushPacked`). `s3Sink` uses it in
  * their place when no line can go elsewhere (lines mode, a `bucket`, no
  * prefix template, no `time`): no object per line. Lines outside such a
@@ -69,15 +70,27 @@ export class LineGroups extends Transform {
     }
     const groups: Routed[] = [];
     if (entries.length > 0) groups.push({ destination: this.#destination, lines: entries, bytes, acks: null });
-    if (packed !== null) {
-      // Copied once, with its last \n (which `join` then takes as it lies, with no second copy): the chunk
-      // is the writer's, who may fill it again once the write has called back, and a view of a few bytes
-      // would keep all of a large chunk alive, outside the budget, for as long as its batch is open.
-      const framed = Buffer.allocUnsafe(packed.length + 1);
-      packed.copy(framed);
-      framed[packed.length] = 10;
-      groups.push({ destination: this.#destination, lines: [framed.subarray(0, packed.length)], bytes: framed.length, acks: null, events: packedLines });
-    }
+    if (packed !== null) groups.push({ destination: this.#destination, lines: [framedStretch(packed, this.#ctx.options.keepChunks)], bytes: packed.length + 1, acks: null, events: packedLines });
     if (groups.length > 0) this.push(groups);
   }
+}
+
+/**
+ * A stretch of lines with its last \n right after it in the same memory,
+ * which `join` then takes as it lies. Copied out of the chunk in one go,
+ * during the write: a writer may fill its Buffer again once the write has
+ * called back. With `keepChunks` (the writer never does), a stretch that is
+ * at least half of its chunk's memory (nearly every chunk of log lines)
+ * stays where it is, in the chunk: no copy, and no garbage for the collector.
+ * A smaller one is copied all the same, so that a few lines do not keep a
+ * large chunk alive, outside the budget, for as long as their batch is open:
+ * a chunk kept alive is at most twice the bytes its stretch is counted for.
+ */
+function framedStretch(packed: Buffer, keepChunks: boolean): Buffer {
+  // pushPacked's stretch ends right before a \n of the chunk.
+  if (keepChunks && (packed.length + 1) * 2 >= packed.buffer.byteLength) return packed;
+  const framed = Buffer.allocUnsafe(packed.length + 1);
+  packed.copy(framed);
+  framed[packed.length] = 10;
+  return framed.subarray(0, packed.length);
 }
