@@ -22,7 +22,15 @@ export interface RoutedEvent {
   time?: number;
 }
 
+/** Entries the router keeps: prefixes as given (across all buckets), and record buckets. */
 const CACHE_LIMIT = 4096;
+/**
+ * A prefix or bucket as given longer than this is checked every time and
+ * never kept: no valid one comes near (a bucket is at most 63 characters, a
+ * prefix 920 bytes once normalised), so only invalid ones do, and a stream of
+ * them must not fill the caches with their text.
+ */
+export const CACHE_KEY_CHARS = 1024;
 
 /**
  * The pure core of `keyBy`, shared by every input (streams, Kafka): an
@@ -43,6 +51,8 @@ export class Router {
   readonly #default: Destination | null;
   /** bucket → prefix as given → destination (or why that prefix cannot be one). */
   readonly #destinations = new Map<string, Map<string, Destination | { problem: string }>>();
+  /** Entries of `#destinations`, all buckets together. */
+  #prefixesKept = 0;
   readonly #buckets = new Map<string, string | null>();
   /**
    * With a time field: the template's fields (if any) and then the time
@@ -143,25 +153,34 @@ export class Router {
     return this.#destination(bucket, options.prefix) as Destination;
   }
 
-  /** The destination for a bucket and a prefix as given (normalised and checked once, then cached), or why the prefix cannot be one. */
+  /** What the router keeps, for tests: prefixes as given (all buckets together) and record buckets. */
+  get kept(): { prefixes: number; buckets: number } {
+    return { prefixes: this.#prefixesKept, buckets: this.#buckets.size };
+  }
+
+  /** The destination for a bucket and a prefix as given (normalised and checked once, then kept), or why the prefix cannot be one. */
   #destination(bucket: string, rawPrefix: string): Destination | { problem: string } {
-    let prefixes = this.#destinations.get(bucket);
-    if (!prefixes) {
-      if (this.#destinations.size >= CACHE_LIMIT) this.#destinations.clear();
-      prefixes = new Map();
-      this.#destinations.set(bucket, prefixes);
-    }
-    let dest = prefixes.get(rawPrefix);
+    if (rawPrefix.length > CACHE_KEY_CHARS) return checkedDestination(bucket, rawPrefix);
+    let dest = this.#destinations.get(bucket)?.get(rawPrefix);
     if (dest === undefined) {
-      if (prefixes.size >= CACHE_LIMIT) prefixes.clear();
-      const checked = checkPrefix(rawPrefix);
-      dest = 'prefix' in checked ? destination(bucket, checked.prefix) : checked;
+      if (this.#prefixesKept >= CACHE_LIMIT) {
+        this.#destinations.clear();
+        this.#prefixesKept = 0;
+      }
+      let prefixes = this.#destinations.get(bucket);
+      if (!prefixes) {
+        prefixes = new Map();
+        this.#destinations.set(bucket, prefixes);
+      }
+      dest = checkedDestination(bucket, rawPrefix);
       prefixes.set(rawPrefix, dest);
+      this.#prefixesKept += 1;
     }
     return dest;
   }
 
   #bucketProblem(bucket: string): string | null {
+    if (bucket.length > CACHE_KEY_CHARS) return bucketNameProblem(bucket);
     let problem = this.#buckets.get(bucket);
     if (problem === undefined) {
       if (this.#buckets.size >= CACHE_LIMIT) this.#buckets.clear();
@@ -170,6 +189,11 @@ export class Router {
     }
     return problem;
   }
+}
+
+function checkedDestination(bucket: string, rawPrefix: string): Destination | { problem: string } {
+  const checked = checkPrefix(rawPrefix);
+  return 'prefix' in checked ? destination(bucket, checked.prefix) : checked;
 }
 
 function headOf(payload: unknown): string | Uint8Array {
