@@ -86,7 +86,18 @@ export function formatKey(normalizedPrefix: string, openedAt: number, identifier
   if (!isKeyTime(openedAt)) throw new ClockError(openedAt);
   const time = DateTime.fromMillis(openedAt, { zone: 'utc' }).toFormat(KEY_TIME_FORMAT);
   const name = `${time}-${identifier}.gz`;
-  return normalizedPrefix === '' ? name : `${normalizedPrefix}/${name}`;
+  return flat(normalizedPrefix === '' ? name : `${normalizedPrefix}/${name}`);
+}
+
+/**
+ * `s` as one string in one piece. Built by concatenation (luxon's format
+ * too), a key is a tree of about 20 pieces in V8: about 700 bytes of heap
+ * instead of 150, and every open batch keeps its key (7 MiB at 10 000
+ * destinations, which V8 then lets grow about threefold before it collects).
+ */
+function flat(s: string): string {
+  // UTF-16 there and back: every string comes back the same, lone surrogates included (UTF-8 would replace them).
+  return Buffer.from(s, 'utf16le').toString('utf16le');
 }
 
 /** The inverse of `formatKey`, for tests and tools: `null` if `key` is not in the object format. */

@@ -1,4 +1,6 @@
 import test from 'ava';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { ClockError } from '../lib/errors.js';
 import { checkPrefix, formatKey, MAX_PREFIX_BYTES, newIdentifier, normalizePrefix, parseKey, prefixProblem } from '../lib/key.js';
 
@@ -79,4 +81,21 @@ test('a time no key can be made of (NaN, not a number, before 1970, after 9999) 
     t.regex(err?.message ?? '', /^clock\.now\(\) returned .+: expected milliseconds since the epoch/);
   }
   t.is(formatKey('', Date.UTC(9999, 11, 31, 23, 59, 59), ID), `9999/12/31/23/9999-12-31-23-59-59-${ID}.gz`);
+});
+
+test('a key is kept as one string in one piece: about 150 bytes of heap, not a tree of its parts (every open batch keeps one)', (t) => {
+  // Measured with collections forced: the only way to see what a string costs once its parts are garbage.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const N = 20_000;
+  const keys: string[] = new Array(N);
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < N; i++) keys[i] = formatKey(`app/tenant-${i}`, AT + i * 1000, ID);
+  gc();
+  const perKey = (process.memoryUsage().heapUsed - before) / N;
+  t.true(perKey < 300, `${perKey.toFixed(0)} bytes of heap per key`);
+  t.is(keys[1], `app/tenant-1/2019/05/25/16/2019-05-25-16-14-59-${ID}.gz`);
+  // The same text whatever it holds: prefixes are checked before they get here, but formatKey itself keeps every string as given.
+  for (const prefix of ['é/日本', 'x/\ud800/y']) t.is(formatKey(prefix, AT, ID), `${prefix}/2019/05/25/16/2019-05-25-16-14-58-${ID}.gz`);
 });
