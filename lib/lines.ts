@@ -127,7 +127,8 @@ export class LineSplitter {
       return;
     }
     if (bytes.length === 0) return;
-    this.#carry.push(bytes);
+    // A copy: the rest of the line comes in a later write, and by then the writer may have filled this chunk again.
+    this.#carry.push(Buffer.from(bytes));
     this.#carryBytes += bytes.length;
     // One byte of slack: the `\r` of a CRLF line of exactly maxLineBytes.
     if (this.#carryBytes > this.maxLineBytes + 1) {

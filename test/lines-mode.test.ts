@@ -84,7 +84,7 @@ test('written in large chunks (stretches of lines go as read, with no object per
   t.deepEqual(rejected.map((r) => r.code).sort(), ['ERR_S3SINK_LINE_TOO_LONG', 'ERR_S3SINK_PAYLOAD']);
 });
 
-test('a Buffer the writer fills again once its write has called back does not change what was written (with and without a spool)', async (t) => {
+test('a Buffer the writer fills again once its write has called back does not change what was written, a line cut across two writes included (with and without a spool)', async (t) => {
   for (const spooled of [false, true]) {
     const dir = spooled ? await mkdtemp(join(tmpdir(), 's3-sink-reuse-')) : null;
     t.teardown(() => (dir === null ? undefined : rm(dir, { recursive: true, force: true })));
@@ -92,10 +92,17 @@ test('a Buffer the writer fills again once its write has called back does not ch
     const receipts: Receipt[] = [];
     sink.on('object', (r: Receipt) => receipts.push(r));
     const buf = Buffer.from('aaa\nbbb\nccc\n');
-    await new Promise<void>((resolve, reject) => sink.write(buf, (err) => (err ? reject(err) : resolve())));
+    const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => sink.write(chunk, (err) => (err ? reject(err) : resolve())));
+    await write(buf);
     buf.write('XXX\nYYY\nZZZ\n');
+    // A line cut across two writes of the same Buffer: its first part is carried while the Buffer is filled again.
+    buf.fill(0).write('ddd\nee');
+    await write(buf.subarray(0, 6));
+    buf.fill(0).write('e\nfff\n');
+    await write(buf.subarray(0, 6));
+    buf.fill(0x58);
     await sink.close();
     const bodies = await Promise.all(receipts.map((r) => env.s3.body('bucket', r.key)));
-    t.is(Buffer.concat(bodies).toString(), 'aaa\nbbb\nccc\n', `spool: ${spooled}`);
+    t.is(Buffer.concat(bodies).toString(), 'aaa\nbbb\nccc\nddd\neee\nfff\n', `spool: ${spooled}`);
   }
 });
