@@ -115,9 +115,10 @@ export interface SinkOptions {
    * new Buffer for every chunk; a writer that fills the same Buffer again
    * must leave this off). Only lines to one fixed destination use it; about
    * 8 % less CPU for them. Default: false (a chunk's lines are copied out
-   * while it is written). Memory: a chunk kept is at most twice the bytes it
-   * is counted for in the budget (a stretch of lines under half of its chunk
-   * is copied all the same).
+   * while it is written). Memory: a chunk kept is at most twice the bytes its
+   * lines are counted for in the budget (a stretch of lines under half of its
+   * chunk is copied all the same); before `window` counts them, the chunks
+   * held whole are up to twice what their copies would be.
    */
   keepChunks?: boolean;
   /**
@@ -375,7 +376,7 @@ export function resolveOptions(options: SinkOptions = {}, traits: InputTraits = 
   const input = o.input ?? DEFAULTS.input;
   if (input !== 'records' && input !== 'lines') throw new OptionError('input', input, `'records' or 'lines'`);
   if (o.keepChunks !== undefined && typeof o.keepChunks !== 'boolean') throw new OptionError('keepChunks', o.keepChunks, 'true or false');
-  if (o.keepChunks === true && input !== 'lines') throw new OptionError('keepChunks', o.keepChunks, `false or left out: it is for input: 'lines' (records are not Buffers)`);
+  if (o.keepChunks === true && input !== 'lines') throw new OptionError('keepChunks', o.keepChunks, `false or nothing: it keeps the Buffers of lines mode, and records are not Buffers`);
 
   if (o.bucket !== undefined) {
     const problem = bucketNameProblem(o.bucket);

@@ -25,7 +25,7 @@ import { s3Sink, type S3Sink } from './sink.js';
  *    in S3 by then is lost (the README says so).
  */
 
-export interface PinoTransportOptions extends Omit<SinkOptions, 'input' | 'clock' | 'client'> {
+export interface PinoTransportOptions extends Omit<SinkOptions, 'input' | 'keepChunks' | 'clock' | 'client'> {
   /**
    * With a spool: how long closing waits for S3 once every line is in the
    * spool, before leaving the rest there for the next start. Keep it under
