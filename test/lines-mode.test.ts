@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { s3Sink, type Receipt, type Rejection } from '../lib/index.js';
+import { s3Sink, type Receipt, type Rejection, type SinkOptions } from '../lib/index.js';
 import { fixedClock } from './helpers/clock.js';
 import { useLocalS3 } from './helpers/s3.js';
 
@@ -17,7 +17,7 @@ function awkwardChunks(bytes: Buffer): Buffer[] {
   return chunks;
 }
 
-async function deliver(input: Buffer[], options: { maxLineBytes?: number } = {}) {
+async function deliver(input: Buffer[], options: SinkOptions = {}) {
   const sink = s3Sink({ clock: fixedClock(), bucket: 'bucket', prefix: `lines-${Math.random().toString(36).slice(2)}/`, input: 'lines', s3: env.s3.s3Config, ...options });
   const receipts: Receipt[] = [];
   const rejected: Rejection[] = [];
@@ -68,8 +68,8 @@ test('a line with a lone \\r keeps its exact bytes as a JSON string when it is U
   t.is(rejected[0]?.head, binary.toString('utf8'));
 });
 
-test('written in large chunks (stretches of lines go as read, with no object per line): the same bytes, events and rejections as line by line', async (t) => {
-  const regular = Array.from({ length: 300 }, (_, i) => `{"i":${i},"msg":"regular line ${i}"}`);
+test('written in large chunks (stretches of lines go as read, with no object per line): the same bytes, events and rejections as line by line, with keepChunks and a spool too', async (t) => {
+  const regular = Array.from({ length: 300 }, (_, i) => `{"i":${i},"msg":"regular line ${i} ${'x'.repeat(60)}"}`); // 100 of them are more than 4 KiB: a chunk of its own memory
   const binary = Buffer.from([0x78, 0x0d, 0xff, 0x79]);
   const chunks = [
     Buffer.from(`${regular.slice(0, 100).join('\n')}\n${regular[100]!.slice(0, 5)}`), // a stretch, and the start of a line carried over
@@ -77,11 +77,20 @@ test('written in large chunks (stretches of lines go as read, with no object per
     Buffer.concat([Buffer.from('a\r\n\nb c\rd\n'), binary, Buffer.from(`\n${'L'.repeat(300)}\n`)]), // every kind of irregular line
     Buffer.from(`${regular.slice(200).join('\n')}\n`),
   ];
-  const { body, receipts, rejected } = await deliver(chunks, { maxLineBytes: 200 });
   const expected = [...regular.slice(0, 200), 'a', JSON.stringify('b c\rd'), ...regular.slice(200)];
-  t.is(body.toString('utf8'), expected.map((l) => `${l}\n`).join(''));
-  t.is(receipts.reduce((n, r) => n + r.events, 0), expected.length);
-  t.deepEqual(rejected.map((r) => r.code).sort(), ['ERR_S3SINK_LINE_TOO_LONG', 'ERR_S3SINK_PAYLOAD']);
+  const written = chunks.map((c) => Buffer.from(c));
+  for (const keepChunks of [false, true]) {
+    for (const spooled of [false, true]) {
+      const dir = spooled ? await mkdtemp(join(tmpdir(), 's3-sink-chunks-')) : null;
+      t.teardown(() => (dir === null ? undefined : rm(dir, { recursive: true, force: true })));
+      const { body, receipts, rejected } = await deliver(chunks, { maxLineBytes: 200, keepChunks, ...(dir === null ? {} : { spool: { dir } }) });
+      const how = `keepChunks: ${keepChunks}, spool: ${spooled}`;
+      t.is(body.toString('utf8'), expected.map((l) => `${l}\n`).join(''), how);
+      t.is(receipts.reduce((n, r) => n + r.events, 0), expected.length, how);
+      t.deepEqual(rejected.map((r) => r.code).sort(), ['ERR_S3SINK_LINE_TOO_LONG', 'ERR_S3SINK_PAYLOAD'], how);
+      t.deepEqual(chunks, written, `${how}: the chunks written are as they were`);
+    }
+  }
 });
 
 test('a Buffer the writer fills again once its write has called back does not change what was written, a line cut across two writes included (with and without a spool)', async (t) => {
