@@ -63,8 +63,8 @@ export interface Routed {
    * Set by `lineGroups` (lines to one fixed destination) for a group whose
    * one entry is a stretch of lines as read: several lines joined by their
    * `\n`s, with the last `\n` right after it in the same memory (a copy the
-   * sink owns, or with `keepChunks` the chunk as written: `framedStretch`). `events` is how many lines it holds. Absent: one event per
-   * entry.
+   * sink owns, or with `keepChunks` the chunk as written: `framedStretch`).
+   * `events` is how many lines it holds. Absent: one event per entry.
    */
   events?: number;
 }
