@@ -1,7 +1,6 @@
 import test from 'ava';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { BlockPool, GrowingBlocks, KEEP_BYTES, MAX_BLOCK, MIN_BLOCK } from '../lib/blocks.js';
+import { heapPer } from './helpers/heap.js';
 
 /** A deterministic stream of piece lengths, mostly small, some past MAX_BLOCK. */
 function* lengths(seed: number, count: number): Generator<number> {
@@ -113,21 +112,13 @@ test('blocks from a pool: the same bytes, and blocks given back after a take are
 });
 
 test('small batches keep where their pieces lie, not a Buffer object per piece: about 500 bytes of heap for eight pieces, not 1 000', (t) => {
-  // Measured with collections forced: what 10 000 small batches holding eight pieces each cost on V8's heap, the pieces' memory aside.
-  v8.setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  const N = 10_000;
+  // 10 000 small batches holding eight pieces each, the pieces' memory aside.
   const slab = Buffer.alloc(8 * 1024);
-  const all: GrowingBlocks[] = new Array(N);
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  for (let i = 0; i < N; i++) {
+  const { bytes: perBatch, made: all } = heapPer(10_000, () => {
     const blocks = new GrowingBlocks();
     for (let p = 0; p < 8; p++) blocks.append(slab.subarray(p * 300, p * 300 + 270));
-    all[i] = blocks;
-  }
-  gc();
-  const perBatch = (process.memoryUsage().heapUsed - before) / N;
+    return blocks;
+  });
   t.true(perBatch < 700, `${perBatch.toFixed(0)} bytes of heap per batch`);
   t.is(Buffer.concat((all[0] as GrowingBlocks).take()).length, 8 * 270);
 });

@@ -1,8 +1,7 @@
 import test from 'ava';
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { ClockError } from '../lib/errors.js';
 import { checkPrefix, formatKey, MAX_PREFIX_BYTES, newIdentifier, normalizePrefix, parseKey, prefixProblem } from '../lib/key.js';
+import { heapPer } from './helpers/heap.js';
 
 const AT = Date.UTC(2019, 4, 25, 16, 14, 58, 123);
 const ID = '8f25b54462bf6eeac3ee8bde512b6c59654c454356e808167a01c43ebe4ee919';
@@ -84,16 +83,7 @@ test('a time no key can be made of (NaN, not a number, before 1970, after 9999) 
 });
 
 test('a key is kept as one string in one piece: about 150 bytes of heap, not a tree of its parts (every open batch keeps one)', (t) => {
-  // Measured with collections forced: the only way to see what a string costs once its parts are garbage.
-  v8.setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  const N = 20_000;
-  const keys: string[] = new Array(N);
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  for (let i = 0; i < N; i++) keys[i] = formatKey(`app/tenant-${i}`, AT + i * 1000, ID);
-  gc();
-  const perKey = (process.memoryUsage().heapUsed - before) / N;
+  const { bytes: perKey, made: keys } = heapPer(20_000, (i) => formatKey(`app/tenant-${i}`, AT + i * 1000, ID));
   t.true(perKey < 300, `${perKey.toFixed(0)} bytes of heap per key`);
   t.is(keys[1], `app/tenant-1/2019/05/25/16/2019-05-25-16-14-59-${ID}.gz`);
   // The same text whatever it holds: prefixes are checked before they get here, but formatKey itself keeps every string as given.
