@@ -3,6 +3,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { gzip, join, keyBy, parse, sinkContext, window, type Batch, type BytesPiece, type End } from '../lib/index.js';
+import { SLAB_BYTES } from '../lib/slabs.js';
 import { fixedClock } from './helpers/clock.js';
 
 // Small batches (up to 4 KiB of lines) are gzipped on the main thread when they end, not in the thread pool.
@@ -57,6 +58,12 @@ test('a thousand small batches ending at once are each one gzip of their lines, 
   await pipeline(Readable.from([Buffer.from(`${input.join('\n')}\n`)]), parse(ctx), keyBy(ctx), window(ctx), join(), gzip(ctx), sinkEnd);
   turning = false;
   t.is(ended.length, DESTINATIONS);
+  // Each small object waits for its upload in slabs of compressed objects only (slabs.ts), never in a slab of
+  // Node's 8 KiB pool that it would keep alive, with the lines and zlib output cut next to it.
+  const small = [...data.entries()].filter(([key]) => !key.includes(`t${DESTINATIONS - 1}/`)).flatMap(([, pieces]) => pieces);
+  t.is(small.length, DESTINATIONS - 1);
+  t.true(small.every((piece) => piece.buffer.byteLength === SLAB_BYTES), 'every small object is in a slab of its own kind');
+  t.true(new Set(small.map((piece) => piece.buffer)).size <= Math.ceil(small.reduce((sum, piece) => sum + piece.length + 8, 0) / (SLAB_BYTES / 2)));
   for (const batch of ended) {
     const lines = zlib.gunzipSync(Buffer.concat(data.get(batch.key) ?? [])).toString().split('\n');
     t.is(lines.pop(), '');

@@ -9,6 +9,7 @@ import { PartPool } from '../parts.js';
 import { PARALLEL_PIECES } from '../ledger.js';
 import type { PiecePool } from '../piecePool.js';
 import { gzipBound } from '../options.js';
+import { Slabs } from '../slabs.js';
 
 /**
  * Stage 5: arrays of `BytesPiece` (lines) → `BytesPiece`s (gzip), one at a time.
@@ -147,12 +148,16 @@ export class Gzip extends Duplex {
   readonly #pieceBuffers: PartPool;
   /** The blocks small batches' pieces are copied into, used again once their bytes were copied out or compressed. */
   readonly #blockPool: BlockPool;
+  /** Where small compressed bytes are copied to wait for their upload (see slabs.ts), and the gzip header copied from. */
+  readonly #slabs = new Slabs();
+  readonly #header: Buffer;
 
   constructor(ctx: SinkContext) {
     super({ objectMode: true, writableHighWaterMark: 4, readableHighWaterMark: 8 });
     this.#ctx = ctx;
     this.#pieceBuffers = new PartPool(MEMBER_BYTES, (ctx.pieces?.slots ?? 0) + 1);
     this.#blockPool = new BlockPool(Math.min(FREE_BLOCK_BYTES, ctx.options.maxBufferedBytes / 8));
+    this.#header = gzipHeader(ctx.options.gzipLevel);
     if (ctx.spool === null) ctx.ledger.compactor = (need) => this.#compact(need);
   }
 
@@ -341,9 +346,9 @@ export class Gzip extends Duplex {
 
   /** Piece `seq` is compressed: it and the pieces after it already done are written, in order, after the member's header. */
   #pieceDone(batch: Batch, members: Members, seq: number, raw: number, compressed: Buffer): void {
-    members.done.set(seq, { raw, data: compact(compressed) });
+    members.done.set(seq, { raw, data: this.#keep(compressed) });
     for (let next = members.done.get(members.emitted); next; next = members.done.get(members.emitted)) {
-      if (members.emitted === 0) this.#emit(batch, 0, gzipHeader(this.#ctx.options.gzipLevel));
+      if (members.emitted === 0) this.#emit(batch, 0, this.#slabs.copy(this.#header));
       members.done.delete(members.emitted++);
       this.#emit(batch, next.raw, next.data);
     }
@@ -351,7 +356,7 @@ export class Gzip extends Duplex {
 
   /** Every piece is written: the member's end (final block and trailer), then the batch's. */
   #finishMembers(state: State, members: Members): void {
-    if (members.emitted === 0) this.#emit(state.batch, 0, gzipHeader(this.#ctx.options.gzipLevel));
+    if (members.emitted === 0) this.#emit(state.batch, 0, this.#slabs.copy(this.#header));
     this.#emit(state.batch, 0, members.sum.end());
     this.#finish(state);
   }
@@ -463,7 +468,7 @@ export class Gzip extends Duplex {
             this.destroy(err);
             return;
           }
-          this.#emit(batch, raw.length, compact(compressed));
+          this.#emit(batch, raw.length, this.#keep(compressed));
           this.#finish(state);
           this.#runOneShots();
         });
@@ -513,6 +518,20 @@ export class Gzip extends Duplex {
     return { level: this.#ctx.options.gzipLevel, chunkSize };
   }
 
+  /**
+   * A one-shot result is a slice of zlib's output buffer: a 2 KiB object would
+   * keep 64 KiB alive until it is uploaded. Copied when more than an eighth of
+   * the buffer is waste: a 1 MiB piece of log lines compresses to about
+   * 150 KiB in a 256 KiB buffer, and the upload stage holds up to a part's
+   * worth of them (8 MiB) before it copies them into the part, so uncopied they could
+   * keep about 5 MiB more alive per uploading destination. A copy costs a
+   * memcpy of compressed bytes. Small ones are copied into slabs of their own
+   * (slabs.ts), not Node's shared pool.
+   */
+  #keep(data: Buffer): Buffer {
+    return data.buffer.byteLength - data.length > data.buffer.byteLength / 8 ? this.#slabs.copy(data) : data;
+  }
+
   #emit(batch: Batch, raw: number, compressed: Buffer): void {
     this.#ctx.ledger.convert(batch, raw, compressed.length);
     if (!this.push({ batch, data: compressed }) && !this.#paused) {
@@ -527,6 +546,7 @@ export class Gzip extends Duplex {
     if (this.#states.size === 0) {
       this.#pieceBuffers.clear();
       this.#blockPool.clear();
+      this.#slabs.release();
     }
     this.push(state.acks ? { batch: state.batch, end: true, acks: state.acks } : { batch: state.batch, end: true });
     this.#maybeFinished();
@@ -562,19 +582,6 @@ function gzipOneShot(raw: Buffer, options: zlib.ZlibOptions, done: (err: Error |
     return;
   }
   done(null, compressed);
-}
-
-/**
- * A one-shot result is a slice of zlib's output buffer: a 2 KiB object would
- * keep 64 KiB alive until it is uploaded. Copied when more than an eighth of
- * the buffer is waste: a 1 MiB piece of log lines compresses to about
- * 150 KiB in a 256 KiB buffer, and the upload stage holds up to a part's
- * worth of them (8 MiB) before it copies them into the part, so uncopied they could
- * keep about 5 MiB more alive per uploading destination. A copy costs a
- * memcpy of compressed bytes.
- */
-function compact(data: Buffer): Buffer {
-  return data.buffer.byteLength - data.length > data.buffer.byteLength / 8 ? Buffer.from(data) : data;
 }
 
 /**
