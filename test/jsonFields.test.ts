@@ -126,6 +126,27 @@ test('the expected answers above are not all the same (the comparison can fail)'
   t.deepEqual(reader.read(Buffer.from('{"k8s":{"ns":"prod"}}')), [undefined, 'prod', undefined, undefined, AN_OBJECT]);
 });
 
+// One reader keeps its stacks of open containers from text to text: what a text
+// left on them (cut off inside containers, or nested deeper than is kept) must not
+// change the next one's answer.
+test('what one text leaves on the reader does not change the next', (t) => {
+  const one = new JsonFields(PATHS);
+  const nested = '{"k8s":{"ns":"deep"},"x":' + '['.repeat(200) + ']'.repeat(200) + '}';
+  const cases = [
+    nested,
+    '{"k8s":{"ns":"prod"}}',
+    '{"k8s":{"ns":[[{"a":{"b":',
+    '{"service":"api","a":{"b":{"c":3}}}',
+    '[[[[[{"service":"in an array"}]]]]]',
+    '{"k8s":{"ns":"dev"}}',
+    nested.slice(0, -3),
+    '{"a":{"b":{"c":"after"}}}',
+  ];
+  for (const text of cases) t.deepEqual(one.read(Buffer.from(text)), expected(Buffer.from(text)), text.slice(0, 40));
+  t.deepEqual(one.read(Buffer.from(nested)), [undefined, 'deep', undefined, undefined, AN_OBJECT]);
+  t.is(one.read(Buffer.from(nested.slice(0, -3))), NOT_JSON);
+});
+
 // Random JSON, written with random spacing, then damaged by random edits: every
 // answer must match JSON.parse's, valid or not.
 test('agrees with JSON.parse on 30 000 generated and mutated texts', (t) => {
