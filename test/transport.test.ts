@@ -36,3 +36,24 @@ test('one lapse is asked again at once and then sent: the object is written once
   t.deepEqual([asks, checks], [2, 2]);
   t.deepEqual(await env.s3.keys('bucket', 'once'), ['once']);
 });
+
+// With `cacheMiddleware: true` the SDK shares one request context among all
+// requests of a command type, and concurrent requests to two buckets were
+// built from each other's endpoint (README, "Why the SDK's cacheMiddleware is
+// not used"). The SDK caches only a `send` without options: every request of
+// the transport passes some (its signal), even on such a client given to it.
+test("every request goes with options of its own, so a client's cacheMiddleware never applies", async (t) => {
+  const client = new S3Client({ ...env.s3.s3Config, maxAttempts: 1, cacheMiddleware: true });
+  t.teardown(() => client.destroy());
+  const sent: unknown[] = [];
+  const send = client.send.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  (client as unknown as { send: (...args: unknown[]) => Promise<unknown> }).send = (...args: unknown[]) => {
+    sent.push(args[1]);
+    return send(...args);
+  };
+  const transport = new Transport(client, { attempts: 1, baseMs: 1, capMs: 1 }, 10_000, () => {});
+  await Promise.all(['a', 'b', 'c'].map((key) => transport.send(new PutObjectCommand({ Bucket: 'bucket', Key: `cached/${key}`, Body: key }))));
+  t.is(sent.length, 3);
+  for (const options of sent) t.true((options as { abortSignal?: unknown } | undefined)?.abortSignal instanceof AbortSignal);
+  t.deepEqual(await env.s3.keys('bucket', 'cached/'), ['cached/a', 'cached/b', 'cached/c']);
+});
