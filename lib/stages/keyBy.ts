@@ -35,8 +35,10 @@ export class KeyBy extends Transform {
       const { destination: dest, line, bytes } = routed;
       let group = groups.get(dest.id);
       if (!group) {
-        group = { destination: dest, lines: [], bytes: 0, acks: null, times: this.#timed ? [] : undefined };
+        // Made with its first line: an array grown by a push gets room for 17, and at a wide fan-out most groups keep one.
+        group = { destination: dest, lines: [line], bytes, acks: event.ack === undefined ? null : [event.ack], times: this.#timed ? [routed.time as number] : undefined };
         groups.set(dest.id, group);
+        continue;
       }
       // Acks cost nothing until an event has one; from then on they are kept one per line.
       if (event.ack !== undefined && group.acks === null) group.acks = new Array(group.lines.length).fill(undefined);

@@ -51,13 +51,13 @@ interface Run {
   acks: Acks;
 }
 
-/** Lines of one destination, all in one window: the window of `time` (with the `time` option, its first line's), or of their arrival (`null`: the clock when they are admitted). */
+/** Lines of one destination, all in one window: the window of `time` (with the `time` option, its first line's), or of their arrival (`null` or absent: the clock when they are admitted; a group of `keyBy` is its own slice). */
 interface Slice {
   destination: Destination;
   lines: Line[];
   bytes: number;
   acks: Acks;
-  time: number | null;
+  time?: number | null | undefined;
   /** As in `Routed`: set when `lines` is a stretch of lines read. */
   events?: number | undefined;
 }
@@ -154,7 +154,8 @@ export class Window extends Transform {
     for (const group of groups) {
       const { destination, lines, bytes, acks, times } = group;
       if (!this.#eventTime || times?.length !== lines.length || lines.length === 0) {
-        slices.push({ destination, lines, bytes, acks, time: null, events: group.events });
+        // By arrival: the group itself is the slice (at a wide fan-out most groups are one line, and a copy each was garbage).
+        slices.push(group);
         continue;
       }
       const first = timeOr(times[0] as number, now);
