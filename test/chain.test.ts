@@ -73,6 +73,27 @@ test('the stages compose with core pipeline alone, the context carrying the rece
   t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['a', 'b', 'c']);
 });
 
+// window takes keyBy's groups as they are when it batches by arrival: a field a
+// stage of the user's put on them, even one named `time`, does not move them.
+test('a stage between keyBy and window that gives its groups a time of its own does not change their window (by arrival)', async (t) => {
+  const clock = fixedClock();
+  const ctx = sinkContext({ clock, bucket: 'bucket', prefix: 'own-time/', s3: env.s3.s3Config, input: 'lines' });
+  const receipts: Receipt[] = [];
+  ctx.on('object', (r) => receipts.push(r));
+  const stamp = new Transform({
+    objectMode: true,
+    transform(groups: object[], _encoding, callback) {
+      callback(null, groups.map((group) => Object.assign(group, { time: 0 })));
+    },
+  });
+  await pipeline(Readable.from([Buffer.from('a\nb\n'), Buffer.from('c\n')]), parse(ctx), keyBy(ctx), stamp, window(ctx), join(), gzip(ctx), upload(ctx));
+  ctx.dispose();
+  t.is(receipts.length, 1);
+  const at = new Date(clock.now()).toISOString();
+  t.true(receipts[0]!.key.startsWith(`own-time/${at.slice(0, 4)}/${at.slice(5, 7)}/${at.slice(8, 10)}/${at.slice(11, 13)}/`), receipts[0]!.key);
+  t.deepEqual(await env.s3.lines('bucket', receipts[0]!.key), ['a', 'b', 'c']);
+});
+
 test('lineGroups hands join a stretch of lines copied out of the chunk in one go (with keepChunks, where it lies when it is most of the chunk); join passes it on with no second copy, and joins other lines, framed the same', async (t) => {
   /** A chunk in memory of its own (not a slice of Node's shared pool, where the copies could land too), of `room` bytes. */
   const chunkOf = (text: string, room: number) => {

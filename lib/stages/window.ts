@@ -154,8 +154,9 @@ export class Window extends Transform {
     for (const group of groups) {
       const { destination, lines, bytes, acks, times } = group;
       if (!this.#eventTime || times?.length !== lines.length || lines.length === 0) {
-        // By arrival: the group itself is the slice (at a wide fan-out most groups are one line, and a copy each was garbage).
-        slices.push(group);
+        // By arrival: the group itself is the slice (at a wide fan-out most groups are one line, and a copy each was
+        // garbage), unless a stage of the user's gave it a `time` of its own, which must not decide its window.
+        slices.push('time' in group ? { destination, lines, bytes, acks, time: null, events: group.events } : group);
         continue;
       }
       const first = timeOr(times[0] as number, now);
