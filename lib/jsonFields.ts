@@ -176,14 +176,13 @@ export class JsonFields {
       // After a value: a separator, the end of containers, or the end of the text.
       for (;;) {
         i = skipSpace(b, i, n);
-        const depth = open;
-        if (depth === 0) return i !== n ? NOT_JSON : b[start] === 0x7b ? values : NOT_AN_OBJECT;
+        if (open === 0) return i !== n ? NOT_JSON : b[start] === 0x7b ? values : NOT_AN_OBJECT;
         const sep = b[i];
-        const kind = kinds[depth - 1];
+        const kind = kinds[open - 1];
         if (sep === 0x2c /* , */) {
           i = skipSpace(b, i + 1, n);
           if (kind === OBJECT) {
-            node = nodes[depth - 1] as Node | null;
+            node = nodes[open - 1] as Node | null;
             expectKey = true;
           }
           break;

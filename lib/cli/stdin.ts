@@ -8,8 +8,9 @@ import type { Readable } from 'node:stream';
  * per group, not per byte. Measured on 2 vCPUs, 200 MiB, 3 alternated runs
  * (README, Performance): 1 000 destinations 4.99–5.12 s against 5.37–5.45,
  * one destination 1.85–1.96 against 1.96–2.04, peak RSS much the same. 256 KiB
- * was faster at times and slower at others (4.79–6.10 s), and held about
- * 30 MiB more. A pipe gives at most what it holds (64 KiB on Linux) per read.
+ * held about 30 MiB more (its one slow run, 6.10 s, may have crossed a UTC
+ * minute), and was not taken for that. A pipe gives at most what it holds
+ * (64 KiB on Linux) per read.
  */
 export const FILE_READ_BYTES = 128 * 1024;
 
