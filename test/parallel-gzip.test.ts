@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -84,21 +84,22 @@ test.serial('many hot destinations at once share the sink cap on pieces in fligh
       }
     }
   };
-  // Counted apart from the sink's own counter: pieces given to zlib and not yet back (a piece is raw deflate ended by a sync flush).
-  const deflateRaw = zlib.deflateRaw;
+  // Counted apart from the sink's own counter: pieces given to zlib and not yet back (a piece is raw deflate ended by a sync flush, written in one go: compressOnce).
+  const proto = zlib.DeflateRaw.prototype as unknown as { _transform: Transform['_transform'] };
+  const transform = proto._transform;
   let inZlib = 0;
   let mostInZlib = 0;
-  zlib.deflateRaw = ((buffer: zlib.InputType, options: zlib.ZlibOptions, callback: zlib.CompressCallback) => {
-    const piece = options?.finishFlush === zlib.constants.Z_SYNC_FLUSH;
+  proto._transform = function (this: { _finishFlushFlag?: number }, chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback) {
+    const piece = this._finishFlushFlag === zlib.constants.Z_SYNC_FLUSH;
     if (piece) mostInZlib = Math.max(mostInZlib, ++inZlib);
-    deflateRaw(buffer, options, (err, result) => {
+    transform.call(this, chunk, encoding, (err?: Error | null, data?: unknown) => {
       if (piece) inZlib -= 1;
-      callback(err, result);
+      callback(err, data);
     });
-  }) as typeof zlib.deflateRaw;
-  t.teardown(() => (zlib.deflateRaw = deflateRaw));
+  };
+  t.teardown(() => (proto._transform = transform));
   await pipeline(Readable.from(records()).flatMap((block) => block), sink);
-  zlib.deflateRaw = deflateRaw;
+  proto._transform = transform;
 
   const cap = pieceSlots(64 * 1024 * 1024);
   const { peakPiecesInFlight, peakBufferedBytes } = sink.stats();

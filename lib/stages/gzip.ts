@@ -2,6 +2,7 @@ import { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Batch, BytesPiece, End } from '../batch.js';
 import { BlockPool, GrowingBlocks } from '../blocks.js';
+import { compressOnce } from '../compressOnce.js';
 import { whenWritable } from '../streams.js';
 import type { SinkContext } from '../context.js';
 import { DICTIONARY_BYTES, gzipHeader, MemberSum, pieceEnd, pieceOptions, takeFront } from '../gzipPieces.js';
@@ -330,7 +331,7 @@ export class Gzip extends Duplex {
         slotFree();
         return;
       }
-      zlib.deflateRaw(raw, options, (err, compressed) => {
+      compressOnce('deflateRaw', raw, options, (err, compressed) => {
         slotFree();
         this.#pieceBuffers.give(raw);
         if (this.destroyed) return;
@@ -484,7 +485,7 @@ export class Gzip extends Duplex {
       this.#oneShots += 1;
       // A piece of the batch's one member (no dictionary: thousands of batches may be compacted at once).
       compacted.sum.add(raw);
-      zlib.deflateRaw(raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw).chunkSize), (err, compressed) => {
+      compressOnce('deflateRaw', raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw).chunkSize), (err, compressed) => {
         this.#oneShots -= 1;
         this.#blockPool.give(raw);
         state.queued -= 1;
@@ -562,7 +563,7 @@ export class Gzip extends Duplex {
 }
 
 /**
- * `zlib.gzip`, or for at most SYNC_BYTES `zlib.gzipSync` here, with `done`
+ * `zlib.gzip` (as `compressOnce`), or for at most SYNC_BYTES `zlib.gzipSync` here, with `done`
  * called before it returns (an error too, as the callback would get it).
  * Only for a whole batch that has ended: its bytes are released from the
  * budget at once, while whoever waits for a release (window) set up its wait
@@ -571,7 +572,7 @@ export class Gzip extends Duplex {
  */
 function gzipOneShot(raw: Buffer, options: zlib.ZlibOptions, done: (err: Error | null, compressed: Buffer) => void): void {
   if (raw.length > SYNC_BYTES) {
-    zlib.gzip(raw, options, done);
+    compressOnce('gzip', raw, options, done);
     return;
   }
   let compressed: Buffer;
