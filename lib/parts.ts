@@ -79,6 +79,8 @@ export class PartPool {
   readonly size: number;
   readonly #keep: number;
   readonly #free: Buffer[] = [];
+  /** The memory of the buffers this pool made: a buffer from anywhere else, even of the same size, is never kept (whoever made it may still use it). */
+  readonly #made = new WeakSet<ArrayBufferLike>();
 
   constructor(size: number, keep: number) {
     this.size = size;
@@ -96,13 +98,17 @@ export class PartPool {
   }
 
   take(): Buffer {
+    const kept = this.#free.pop();
+    if (kept !== undefined) return kept;
     // Never a slice of Node's shared pool: a part buffer is as large as a part, and its own.
-    return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+    const made = Buffer.allocUnsafeSlow(this.size);
+    this.#made.add(made.buffer);
+    return made;
   }
 
-  /** A buffer taken from this pool (or a part of one), once nothing reads it any more. */
+  /** A buffer taken from this pool (or a part of it from its start), once nothing reads it any more; any other buffer is left alone. */
   give(buffer: Buffer): void {
-    const whole = buffer.byteOffset === 0 && buffer.buffer.byteLength === this.size ? Buffer.from(buffer.buffer, 0, this.size) : null;
-    if (whole !== null && this.#free.length < this.#keep) this.#free.push(whole);
+    if (buffer.byteOffset !== 0 || !this.#made.has(buffer.buffer) || this.#free.length >= this.#keep) return;
+    this.#free.push(Buffer.from(buffer.buffer, 0, this.size));
   }
 }

@@ -53,7 +53,7 @@ test('Pieces: thousands of small pieces through many parts lose and reorder noth
   t.true(Buffer.concat(out).equals(expected));
 });
 
-test('PartPool: a buffer given back is taken again, up to `keep` of them; a foreign or partial one is not kept', (t) => {
+test('PartPool: a buffer given back is taken again, up to `keep` of them; a foreign one (even of its size) or a partial one is not kept', (t) => {
   const pool = new PartPool(1024, 2);
   const a = pool.take();
   const b = pool.take();
@@ -69,6 +69,9 @@ test('PartPool: a buffer given back is taken again, up to `keep` of them; a fore
   t.is(again.find((x) => x.buffer === a.buffer)?.length, 1024, 'the whole buffer comes back, not the part given');
   pool.give(Buffer.alloc(512));
   pool.give(Buffer.alloc(1024).subarray(1));
+  // Of the pool's size, from its start, but not the pool's: whoever made it may use it again.
+  pool.give(Buffer.alloc(1024));
+  pool.give(Buffer.allocUnsafeSlow(1024));
   t.is(pool.free, 0);
 });
 
