@@ -55,6 +55,7 @@ export const MEMBER_BYTES = 1024 * 1024;
 const ONE_SHOTS_AT_ONCE = Math.max(4, PARALLEL_PIECES);
 /** Largest output buffer of a one-shot compression (a member, or a small batch). */
 const ONE_SHOT_OUTPUT = 256 * 1024;
+const MIN_OUTPUT = 16 * 1024;
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
 /** A small batch holding fewer line bytes than this is not compacted into a piece (it would compress poorly). */
@@ -147,6 +148,8 @@ export class Gzip extends Duplex {
   readonly #resumeWaiters: (() => void)[] = [];
   /** The buffers pieces are copied into, used again once compressed: one per slot, and one being filled. */
   readonly #pieceBuffers: PartPool;
+  /** The buffers a one-shot compression's lines are joined into (when they lie in several blocks), used again once compressed: one per one-shot running. */
+  readonly #oneShotBuffers = new PartPool(MEMBER_BYTES, ONE_SHOTS_AT_ONCE);
   /** The blocks small batches' pieces are copied into, used again once their bytes were copied out or compressed. */
   readonly #blockPool: BlockPool;
   /** Where small compressed bytes are copied to wait for their upload (see slabs.ts), and the gzip header copied from. */
@@ -251,10 +254,17 @@ export class Gzip extends Duplex {
     return state;
   }
 
-  #takePending(state: State): Buffer {
+  /**
+   * What the batch has pending, as one buffer. With `into` (a pool of
+   * buffers given back once their bytes are compressed), lines that lie in
+   * several blocks are joined into one of its buffers when they fit, not a
+   * new one: at 1 000 destinations each compaction joined about 76 KiB, 200 MiB
+   * of garbage per 200 MiB of input.
+   */
+  #takePending(state: State, into?: PartPool): Buffer {
     this.#unblock(state);
     const pending = state.pending;
-    const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, state.pendingBytes);
+    const data = pending.length === 1 ? (pending[0] as Buffer) : into !== undefined && state.pendingBytes <= into.size ? joinInto(pending, state.pendingBytes, into.take()) : Buffer.concat(pending, state.pendingBytes);
     // Copied out: the blocks among them can be used again.
     if (pending.length > 1) for (const copied of pending) this.#blockPool.give(copied);
     state.pending = [];
@@ -339,6 +349,7 @@ export class Gzip extends Duplex {
           this.destroy(err);
           return;
         }
+        this.#learn(raw.length, compressed.length);
         this.#pieceDone(state.batch, members, seq, raw.length, compressed);
         if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finishMembers(state, members);
       });
@@ -449,7 +460,7 @@ export class Gzip extends Duplex {
       const { state, counted: expected } = this.#oneShotQueue.shift() as OneShot;
       const { batch, compacted } = state;
       // What was queued as a member's lines may have grown since (all of it goes in), or is gone (taken by an earlier run).
-      const raw = this.#takePending(state);
+      const raw = this.#takePending(state, this.#oneShotBuffers);
       if (compacted === null) {
         if (raw.length <= SYNC_BYTES) {
           if (this.#syncCalls++ === 0) this.#syncSince = performance.now();
@@ -462,7 +473,9 @@ export class Gzip extends Duplex {
         this.#oneShots += 1;
         gzipOneShot(raw, this.#oneShotOptions(raw), (err, compressed) => {
           this.#oneShots -= 1;
-          this.#blockPool.give(raw); // compressed: a block can be used again
+          // Compressed: a block, or the buffer its blocks were joined into, can be used again.
+          this.#blockPool.give(raw);
+          this.#oneShotBuffers.give(raw);
           state.queued -= 1;
           if (this.destroyed) return;
           if (err) {
@@ -488,6 +501,7 @@ export class Gzip extends Duplex {
       compressOnce('deflateRaw', raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw).chunkSize), (err, compressed) => {
         this.#oneShots -= 1;
         this.#blockPool.give(raw);
+        this.#oneShotBuffers.give(raw);
         state.queued -= 1;
         this.#compacting -= expected;
         if (this.destroyed) return;
@@ -495,6 +509,7 @@ export class Gzip extends Duplex {
           this.destroy(err);
           return;
         }
+        this.#learn(raw.length, compressed.length);
         this.#pieceDone(batch, compacted, seq, raw.length, compressed);
         this.#afterMember(state);
         this.#runOneShots();
@@ -515,8 +530,15 @@ export class Gzip extends Duplex {
    */
   #oneShotOptions(raw: Buffer): zlib.ZlibOptions {
     // On the main thread, one output buffer that fits the result (zlib's smallest is 64 bytes); Node's pool serves the small ones.
-    const chunkSize = raw.length <= SYNC_BYTES ? Math.max(zlib.constants.Z_MIN_CHUNK, gzipBound(raw.length)) : Math.min(ONE_SHOT_OUTPUT, Math.max(CHUNK, gzipBound(raw.length)));
+    const chunkSize = raw.length <= SYNC_BYTES ? Math.max(zlib.constants.Z_MIN_CHUNK, gzipBound(raw.length)) : Math.min(ONE_SHOT_OUTPUT, gzipBound(raw.length), Math.max(MIN_OUTPUT, Math.ceil(raw.length * this.#ratio * 1.25)));
     return { level: this.#ctx.options.gzipLevel, chunkSize };
+  }
+
+  /** Compressed ÷ raw of compressions through the pool, on average (recent ones weigh most). */
+  #ratio = 1;
+
+  #learn(raw: number, compressed: number): void {
+    this.#ratio += (compressed / raw - this.#ratio) / 8;
   }
 
   /**
@@ -546,6 +568,7 @@ export class Gzip extends Duplex {
     // Nothing compresses in pieces now: the kept piece buffers go (a quiet sink holds none).
     if (this.#states.size === 0) {
       this.#pieceBuffers.clear();
+      this.#oneShotBuffers.clear();
       this.#blockPool.clear();
       this.#slabs.release();
     }
@@ -583,6 +606,13 @@ function gzipOneShot(raw: Buffer, options: zlib.ZlibOptions, done: (err: Error |
     return;
   }
   done(null, compressed);
+}
+
+/** The bytes of `list` (`bytes` of them) copied one after the other into `into`, from its start. */
+function joinInto(list: readonly Buffer[], bytes: number, into: Buffer): Buffer {
+  let at = 0;
+  for (const data of list) at += data.copy(into, at);
+  return into.subarray(0, bytes);
 }
 
 /**
