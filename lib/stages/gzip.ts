@@ -256,15 +256,16 @@ export class Gzip extends Duplex {
 
   /**
    * What the batch has pending, as one buffer. With `into` (a pool of
-   * buffers given back once their bytes are compressed), lines that lie in
-   * several blocks are joined into one of its buffers when they fit, not a
-   * new one: at 1 000 destinations each compaction joined about 76 KiB, 200 MiB
-   * of garbage per 200 MiB of input.
+   * buffers given back once their bytes are compressed: compactions, which
+   * run only while the budget is full, so the pool is not let go between
+   * them), lines that lie in several blocks are joined into one of its
+   * buffers when they fit, not a new one: at 1 000 destinations each
+   * compaction joined about 76 KiB, 200 MiB of garbage per 200 MiB of input.
    */
   #takePending(state: State, into?: PartPool): Buffer {
     this.#unblock(state);
     const pending = state.pending;
-    const data = pending.length === 1 ? (pending[0] as Buffer) : into !== undefined && state.pendingBytes <= into.size ? joinInto(pending, state.pendingBytes, into.take()) : Buffer.concat(pending, state.pendingBytes);
+    const data = pending.length === 1 ? (pending[0] as Buffer) : into !== undefined && state.pendingBytes > 0 && state.pendingBytes <= into.size ? joinInto(pending, state.pendingBytes, into.take()) : Buffer.concat(pending, state.pendingBytes);
     // Copied out: the blocks among them can be used again.
     if (pending.length > 1) for (const copied of pending) this.#blockPool.give(copied);
     state.pending = [];
@@ -349,7 +350,6 @@ export class Gzip extends Duplex {
           this.destroy(err);
           return;
         }
-        this.#learn(raw.length, compressed.length);
         this.#pieceDone(state.batch, members, seq, raw.length, compressed);
         if (state.ended && state.pendingBytes === 0 && members.emitted === members.submitted) this.#finishMembers(state, members);
       });
@@ -460,7 +460,7 @@ export class Gzip extends Duplex {
       const { state, counted: expected } = this.#oneShotQueue.shift() as OneShot;
       const { batch, compacted } = state;
       // What was queued as a member's lines may have grown since (all of it goes in), or is gone (taken by an earlier run).
-      const raw = this.#takePending(state, this.#oneShotBuffers);
+      const raw = this.#takePending(state, compacted === null ? undefined : this.#oneShotBuffers);
       if (compacted === null) {
         if (raw.length <= SYNC_BYTES) {
           if (this.#syncCalls++ === 0) this.#syncSince = performance.now();
@@ -473,9 +473,7 @@ export class Gzip extends Duplex {
         this.#oneShots += 1;
         gzipOneShot(raw, this.#oneShotOptions(raw), (err, compressed) => {
           this.#oneShots -= 1;
-          // Compressed: a block, or the buffer its blocks were joined into, can be used again.
-          this.#blockPool.give(raw);
-          this.#oneShotBuffers.give(raw);
+          this.#blockPool.give(raw); // compressed: a block can be used again
           state.queued -= 1;
           if (this.destroyed) return;
           if (err) {
@@ -498,8 +496,9 @@ export class Gzip extends Duplex {
       this.#oneShots += 1;
       // A piece of the batch's one member (no dictionary: thousands of batches may be compacted at once).
       compacted.sum.add(raw);
-      compressOnce('deflateRaw', raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw).chunkSize), (err, compressed) => {
+      compressOnce('deflateRaw', raw, pieceOptions(this.#ctx.options.gzipLevel, undefined, this.#oneShotOptions(raw, true).chunkSize), (err, compressed) => {
         this.#oneShots -= 1;
+        // Compressed: a block, or the buffer its blocks were joined into, can be used again.
         this.#blockPool.give(raw);
         this.#oneShotBuffers.give(raw);
         state.queued -= 1;
@@ -527,14 +526,26 @@ export class Gzip extends Duplex {
    * Output buffers of up to ONE_SHOT_OUTPUT: with the default 16 KiB, a 1 MiB
    * call makes a dozen trips between the thread pool and the main thread,
    * and the main thread becomes the bottleneck.
+   *
+   * A compaction's (`learned`) is sized from the ratio compactions have had
+   * lately, not for the worst case: at 1 000 destinations buffers as large
+   * as their input were 224 MiB of garbage per 200 MiB, for outputs about a
+   * sixth of that. Only a compaction's: a piece's bytes, and at level 0 a
+   * whole batch's, depend on the size of zlib's output buffer (a sync flush
+   * that fills it exactly is followed by a second empty block; stored
+   * blocks are cut where it fills), and a batch delivered again from the
+   * spool must be the same bytes whatever the process compressed before.
+   * Compactions never run with a spool.
    */
-  #oneShotOptions(raw: Buffer): zlib.ZlibOptions {
+  #oneShotOptions(raw: Buffer, learned = false): zlib.ZlibOptions {
     // On the main thread, one output buffer that fits the result (zlib's smallest is 64 bytes); Node's pool serves the small ones.
-    const chunkSize = raw.length <= SYNC_BYTES ? Math.max(zlib.constants.Z_MIN_CHUNK, gzipBound(raw.length)) : Math.min(ONE_SHOT_OUTPUT, gzipBound(raw.length), Math.max(MIN_OUTPUT, Math.ceil(raw.length * this.#ratio * 1.25)));
+    const worst = Math.min(ONE_SHOT_OUTPUT, Math.max(CHUNK, gzipBound(raw.length)));
+    // A learned size is at least an eighth of the input: an incompressible compaction after many compressible ones takes at most a few more trips.
+    const chunkSize = raw.length <= SYNC_BYTES ? Math.max(zlib.constants.Z_MIN_CHUNK, gzipBound(raw.length)) : learned ? Math.min(worst, Math.max(MIN_OUTPUT, raw.length >> 3, Math.ceil(raw.length * this.#ratio * 1.25))) : worst;
     return { level: this.#ctx.options.gzipLevel, chunkSize };
   }
 
-  /** Compressed ÷ raw of compressions through the pool, on average (recent ones weigh most). */
+  /** Compressed ÷ raw of compactions, on average (recent ones weigh most). */
   #ratio = 1;
 
   #learn(raw: number, compressed: number): void {
