@@ -55,6 +55,7 @@ export const MEMBER_BYTES = 1024 * 1024;
 const ONE_SHOTS_AT_ONCE = Math.max(4, PARALLEL_PIECES);
 /** Largest output buffer of a one-shot compression (a member, or a small batch). */
 const ONE_SHOT_OUTPUT = 256 * 1024;
+/** Smallest output buffer of a compaction, sized from the ratio seen (`#oneShotOptions`). */
 const MIN_OUTPUT = 16 * 1024;
 /** Output deflate can still emit for input it has consumed (its pending block), at most; one output chunk. */
 const IN_DEFLATE = CHUNK;
@@ -148,7 +149,7 @@ export class Gzip extends Duplex {
   readonly #resumeWaiters: (() => void)[] = [];
   /** The buffers pieces are copied into, used again once compressed: one per slot, and one being filled. */
   readonly #pieceBuffers: PartPool;
-  /** The buffers a one-shot compression's lines are joined into (when they lie in several blocks), used again once compressed: one per one-shot running. */
+  /** The buffers a compaction's lines are joined into (when they lie in several blocks), used again once compressed: one per compaction running. */
   readonly #oneShotBuffers = new PartPool(MEMBER_BYTES, ONE_SHOTS_AT_ONCE);
   /** The blocks small batches' pieces are copied into, used again once their bytes were copied out or compressed. */
   readonly #blockPool: BlockPool;
