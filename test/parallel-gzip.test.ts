@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { s3Sink, type Receipt } from '../lib/index.js';
 import { COMPRESSOR_BYTES, PARALLEL_PIECES, pieceSlots } from '../lib/ledger.js';
-import { fixedClock } from './helpers/clock.js';
+import { fixedClock, ManualClock } from './helpers/clock.js';
 import { logLine } from './helpers/data.js';
 import { gzipMembers as members, syncFlushes } from './helpers/gzip.js';
 import { useLocalS3 } from './helpers/s3.js';
@@ -121,4 +121,36 @@ test.serial('many hot destinations at once share the sink cap on pieces in fligh
     t.true(syncFlushes(gz) >= 3, `destination ${d}: ${syncFlushes(gz)} pieces`);
     t.deepEqual(await env.s3.lines('bucket', r.key), Array.from({ length: PER_DESTINATION }, (_, i) => line(d, i)), `destination ${d}: every line, in order`);
   }
+});
+
+// Serial: it watches every deflateRaw stream of the process.
+test.serial("a hot destination's pieces get zlib output buffers sized by their length alone, not by the ratio compactions taught the sink: a piece's bytes depend on that size, and the spool may have to make them again in a fresh process", async (t) => {
+  const proto = zlib.DeflateRaw.prototype as unknown as { _transform: Transform['_transform'] };
+  const transform = proto._transform;
+  const written: { bytes: number; chunkSize: number }[] = [];
+  proto._transform = function (this: { _finishFlushFlag?: number; _chunkSize?: number }, chunk: Buffer, encoding: BufferEncoding, callback: TransformCallback) {
+    if (this._finishFlushFlag === zlib.constants.Z_SYNC_FLUSH) written.push({ bytes: chunk.length, chunkSize: this._chunkSize as number });
+    transform.call(this, chunk, encoding, callback);
+  };
+  t.teardown(() => (proto._transform = transform));
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const sink = s3Sink({ bucket: 'bucket', s3: env.s3.s3Config, clock, maxBufferedBytes: 4 * 1024 * 1024 });
+  const small = (d: number, round: number) => JSON.stringify({ d, round, level: 'info', msg: `request ${round} of tenant ${d} served` });
+  const records = async function* () {
+    // First a budget full of small batches: they are compacted, and the sink learns their ratio (about a tenth).
+    for (let round = 0; round < 1200; round++) for (let d = 0; d < 100; d++) yield { prefix: `small/${d}/`, payload: small(d, round) };
+    // Their window closes (the budget empties); the sink keeps what it learned.
+    await new Promise((resolve) => setImmediate(resolve));
+    clock.advance(61_000);
+    // Then one destination of about 4 MiB: it streams, in pieces of about 1 MiB.
+    for (let i = 0; i < 30_000; i++) yield { prefix: 'hot/', payload: logLine(i, `svc${i % 5}`) };
+  };
+  await pipeline(Readable.from(records()), sink);
+  proto._transform = transform;
+
+  const compactions = written.filter((w) => w.bytes < 512 * 1024);
+  const pieces = written.filter((w) => w.bytes >= 900 * 1024);
+  t.true(compactions.some((w) => w.chunkSize < 64 * 1024), `compactions' output buffers follow their ratio: ${compactions.length} compactions`);
+  t.true(pieces.length >= 2, `${pieces.length} pieces of about 1 MiB`);
+  for (const piece of pieces) t.is(piece.chunkSize, 256 * 1024, `a piece of ${piece.bytes} bytes`);
 });
