@@ -28,6 +28,7 @@ import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-
 import { makeInput, type Input, type InputKind } from './inputs.js';
 import { startKafkaBench, type KafkaBench } from './kafka.js';
 import { summarizeProfile } from './profile.js';
+import { startService } from './service.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -76,27 +77,6 @@ interface Row {
 /** Node flags of every sink process; S3SINK_BENCH_NODE_ARGS adds some (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS refuses). */
 function nodeArgs(): string[] {
   return ['--import', join(root, 'bench', 'rusage.mjs'), ...(process.env.S3SINK_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
-}
-
-/** A helper process (s3rver, the proxy) that prints one JSON line when ready. */
-async function startService(script: string, args: string[]): Promise<{ info: Record<string, unknown>; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk;
-      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] as string) as Record<string, unknown>);
-    });
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
-  });
-  return {
-    info,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', () => resolve());
-        child.stdin.end();
-      }),
-  };
 }
 
 /** Runs node with `args`, stdin from `stdinFile`; wall time, and the child's own CPU and peak RSS. */
