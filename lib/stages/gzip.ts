@@ -266,7 +266,7 @@ export class Gzip extends Duplex {
   #takePending(state: State, into?: PartPool): Buffer {
     this.#unblock(state);
     const pending = state.pending;
-    const data = pending.length === 1 ? (pending[0] as Buffer) : into !== undefined && state.pendingBytes > 0 && state.pendingBytes <= into.size ? joinInto(pending, state.pendingBytes, into.take()) : Buffer.concat(pending, state.pendingBytes);
+    const data = pending.length === 1 ? (pending[0] as Buffer) : into !== undefined && state.pendingBytes > 0 && state.pendingBytes <= into.size ? takeFront(pending.slice(), state.pendingBytes, into.take()) : Buffer.concat(pending, state.pendingBytes);
     // Copied out: the blocks among them can be used again.
     if (pending.length > 1) for (const copied of pending) this.#blockPool.give(copied);
     state.pending = [];
@@ -618,13 +618,6 @@ function gzipOneShot(raw: Buffer, options: zlib.ZlibOptions, done: (err: Error |
     return;
   }
   done(null, compressed);
-}
-
-/** The bytes of `list` (`bytes` of them) copied one after the other into `into`, from its start. */
-function joinInto(list: readonly Buffer[], bytes: number, into: Buffer): Buffer {
-  let at = 0;
-  for (const data of list) at += data.copy(into, at);
-  return into.subarray(0, bytes);
 }
 
 /**
