@@ -13,27 +13,18 @@
 // turns from round to round, all in this process. Prints a table: CPU
 // seconds, the fixed prefix of the same rounds as the baseline, the ratio;
 // medians. The fixed prefix's figure is small: its ratio is rough.
-import { createReadStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join as joinPath } from 'node:path';
+import { createReadStream } from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { join, keyBy, lineGroups, parse, sinkContext, window } from '../lib/index.js';
 import { fixedDestination } from '../lib/stages/lineGroups.js';
-import { makeInput, type Input } from './inputs.js';
+import { positiveFlag } from './flags.js';
+import { cachedInput } from './inputs.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const { values: flags } = parseArgs({ options: { mib: { type: 'string' }, rounds: { type: 'string' } }, strict: true });
-/** A flag's value as a positive integer, or an error naming the flag. */
-const arg = (name: 'mib' | 'rounds', fallback: number): number => {
-  const text = flags[name];
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: got ${JSON.stringify(text)}, expected a positive integer`);
-  return value;
-};
 const MiB = 1024 * 1024;
 const PREFIXES = [
   ['fixed prefix (lineGroups)', 'x/'],
@@ -66,20 +57,8 @@ async function front(path: string, prefix: string): Promise<{ cpu: number; piece
   return { cpu: (used.user + used.system) / 1e6, pieces, bytes, lines };
 }
 
-/** The bench's own `logs` input (bench/run.ts makes the same file, in the same place, and says what it holds next to it). */
-async function logsInput(bytes: number): Promise<Input> {
-  const dir = joinPath(tmpdir(), 's3-sink-bench-inputs-v1');
-  mkdirSync(dir, { recursive: true });
-  const path = joinPath(dir, `logs-${bytes}.txt`);
-  if (existsSync(`${path}.json`)) return JSON.parse(readFileSync(`${path}.json`, 'utf8')) as Input;
-  process.stderr.write(`generating logs (${bytes / MiB} MiB) in ${dir}\n`);
-  const made = await makeInput(path, 'logs', bytes);
-  writeFileSync(`${path}.json`, JSON.stringify(made));
-  return made;
-}
-
-const input = await logsInput(arg('mib', 200) * MiB);
-const rounds = arg('rounds', 3);
+const input = await cachedInput('logs', 'logs', positiveFlag(flags, 'mib', 200) * MiB);
+const rounds = positiveFlag(flags, 'rounds', 3);
 const cpu = new Map<string, number[]>();
 /** One pass of a prefix: its CPU seconds, once its bytes and lines are checked. */
 const measure = async (name: string, prefix: string): Promise<number> => {

@@ -1,6 +1,8 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { prng } from '../test/helpers/data.js';
 
 /**
@@ -87,4 +89,23 @@ export async function makeInput(path: string, kind: InputKind, bytes: number): P
   out.end();
   await once(out, 'finish');
   return { path, bytes: (await stat(path)).size, lines };
+}
+
+/** Where the benchmarks keep their inputs, made once and used by every run. */
+export const INPUT_DIR = join(tmpdir(), 's3-sink-bench-inputs-v1');
+
+/**
+ * The input `name` of `kind` and `bytes` in INPUT_DIR: made the first time
+ * (saying so on stderr), with what it holds written next to it, and read
+ * from there after.
+ */
+export async function cachedInput(name: string, kind: InputKind, bytes: number): Promise<Input> {
+  mkdirSync(INPUT_DIR, { recursive: true });
+  const path = join(INPUT_DIR, `${name}-${bytes}.txt`);
+  const meta = `${path}.json`;
+  if (existsSync(meta)) return JSON.parse(readFileSync(meta, 'utf8')) as Input;
+  process.stderr.write(`generating ${name} (${bytes / (1024 * 1024)} MiB) in ${INPUT_DIR}\n`);
+  const input = await makeInput(path, kind, bytes);
+  writeFileSync(meta, JSON.stringify(input));
+  return input;
 }

@@ -30,6 +30,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { positiveFlag } from './flags.js';
 import { startService } from './service.js';
 import { checkAgainstSdk, signV4 } from './sigv4.js';
 
@@ -124,20 +125,11 @@ async function runChild(variant: Variant, endpoint: string, requests: number, ki
   return JSON.parse(out) as Measured;
 }
 
-/** A flag's value as a positive integer, or an error naming the flag. */
-function positive(flags: Record<string, string | undefined>, name: string, fallback: number): number {
-  const text = flags[name];
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name}: got ${JSON.stringify(text)}, expected a positive integer`);
-  return value;
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { requests: { type: 'string' }, kib: { type: 'string' }, rounds: { type: 'string' } }, strict: true });
-  const requests = positive(values, 'requests', 1000);
-  const kib = positive(values, 'kib', 30);
-  const rounds = positive(values, 'rounds', 3);
+  const requests = positiveFlag(values, 'requests', 1000);
+  const kib = positiveFlag(values, 'kib', 30);
+  const rounds = positiveFlag(values, 'rounds', 3);
   const s3 = await startService('s3rver-process.ts', [BUCKET]);
   const endpoint = s3.info.endpoint as string;
   const results: Record<Variant, Measured[]> = { sdk: [], signed: [], http: [] };

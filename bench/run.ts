@@ -18,14 +18,14 @@
  * `memory`: for an A/B of one change). Results go to bench/results/<time>.json.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { cpus, availableParallelism, totalmem, tmpdir, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
-import { makeInput, type Input, type InputKind } from './inputs.js';
+import { cachedInput, INPUT_DIR, type Input, type InputKind } from './inputs.js';
 import { startKafkaBench, type KafkaBench } from './kafka.js';
 import { summarizeProfile } from './profile.js';
 import { startService } from './service.js';
@@ -153,21 +153,10 @@ interface Scenario {
 }
 
 async function main(): Promise<void> {
-  const inputDir = join(tmpdir(), 's3-sink-bench-inputs-v1');
-  mkdirSync(inputDir, { recursive: true });
   const inputs = {} as Record<keyof typeof SIZES, Input>;
   const kinds: Record<keyof typeof SIZES, InputKind> = { logs: 'logs', tiny: 'tiny', noise: 'noise', small: 'logs', large: 'logs', serve1k: 'logs', wide: 'wide' };
-  for (const [name, bytes] of Object.entries(SIZES) as [keyof typeof SIZES, number][]) {
-    const path = join(inputDir, `${name}-${bytes}.txt`);
-    const meta = `${path}.json`;
-    if (existsSync(meta)) inputs[name] = JSON.parse(readFileSync(meta, 'utf8')) as Input;
-    else {
-      process.stderr.write(`generating ${name} (${bytes / MiB} MiB) in ${inputDir}\n`);
-      inputs[name] = await makeInput(path, kinds[name], bytes);
-      writeFileSync(meta, JSON.stringify(inputs[name]));
-    }
-  }
-  const empty = join(inputDir, 'empty.txt');
+  for (const [name, bytes] of Object.entries(SIZES) as [keyof typeof SIZES, number][]) inputs[name] = await cachedInput(name, kinds[name], bytes);
+  const empty = join(INPUT_DIR, 'empty.txt');
   writeFileSync(empty, '');
 
   const s3 = await startService('s3rver-process.ts', [BUCKET]);
